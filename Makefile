@@ -1,0 +1,41 @@
+# orchlog developer entry points. Every target bootstraps .venv on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DB ?= ./orchlog.db
+
+.PHONY: run test test-long lint fmt clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $(STAMP)
+
+## run: serve on http://$(HOST):$(PORT) backed by $(DB) (SQLite, WAL)
+run: $(STAMP)
+	$(BIN)/orchlog serve --db $(DB) --host $(HOST) --port $(PORT)
+
+## test: the functional suite (real SQLite files, real servers on free ports)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## test-long: the fault-injection and soak runs kept out of `make test`
+test-long: $(STAMP)
+	$(BIN)/python -m pytest -q -m long
+
+## lint: ruff and mypy (strict on backend/)
+lint: $(STAMP)
+	$(BIN)/ruff check backend tests
+	$(BIN)/ruff format --check backend tests
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff format backend tests
+	$(BIN)/ruff check --fix backend tests
+
+clean:
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,105 @@
+"""create_app(): routes in one list, resources in the lifespan, one error shape for everything."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+
+from ..config import Settings
+from ..errors import OrchlogError
+from ..runtime import Runtime
+from . import compat, entities, health, history, ingest, stream
+from .responses import JSON, error_response
+
+log = logging.getLogger("orchlog.api")
+
+# the orchestrator_3_stream frontend runs on another local port; loopback origins are allowed
+LOOPBACK_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
+
+ROUTES = [
+    Route("/healthz", health.healthz),
+    Route("/readyz", health.readyz),
+    Route("/api/v1/agent-logs", ingest.post_agent_logs, methods=["POST"]),
+    Route("/api/v1/system-logs", ingest.post_system_logs, methods=["POST"]),
+    Route("/api/v1/events", ingest.post_events, methods=["POST"]),
+    Route("/api/v1/events", history.get_events, methods=["GET"]),
+    WebSocketRoute("/api/v1/stream", stream.stream_ws),
+    Route("/api/v1/stream/sse", stream.stream_sse),
+    Route("/api/v1/orchestrator-agents", entities.create_orchestrator, methods=["POST"]),
+    Route("/api/v1/orchestrator-agents", entities.list_orchestrators, methods=["GET"]),
+    Route("/api/v1/orchestrator-agents/{id}", entities.get_orchestrator, methods=["GET"]),
+    Route("/api/v1/orchestrator-agents/{id}", entities.patch_orchestrator, methods=["PATCH"]),
+    Route("/api/v1/agents", entities.create_agent, methods=["POST"]),
+    Route("/api/v1/agents", entities.list_agents, methods=["GET"]),
+    Route("/api/v1/agents/{id}", entities.get_agent, methods=["GET"]),
+    Route("/api/v1/agents/{id}", entities.patch_agent, methods=["PATCH"]),
+    Route("/api/v1/agents/{id}", entities.delete_agent, methods=["DELETE"]),
+    Route("/api/v1/prompts", entities.create_prompt, methods=["POST"]),
+    Route("/api/v1/prompts", entities.list_prompts, methods=["GET"]),
+    Route("/api/v1/prompts/{id}", entities.get_prompt, methods=["GET"]),
+    # orchestrator_3_stream compatibility
+    WebSocketRoute("/ws", compat.ws),
+    Route("/health", compat.health),
+    Route("/get_orchestrator", compat.get_orchestrator),
+    Route("/get_headers", compat.get_headers),
+    Route("/list_agents", compat.list_agents),
+    Route("/get_events", compat.get_events),
+    Route("/load_chat", compat.load_chat, methods=["POST"]),
+]
+
+
+async def _orchlog_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OrchlogError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    body = {"error": {"code": codes.get(exc.status_code, "http_error"), "message": str(exc.detail)}}
+    return JSON(body, status_code=exc.status_code, headers=dict(exc.headers or {}))
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    body = {"error": {"code": "internal_error", "message": "internal error; the server log has the details"}}
+    return JSON(body, status_code=500)
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Starlette:
+    settings = settings or Settings.load()
+    rt = runtime or Runtime(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    app = Starlette(
+        routes=ROUTES,
+        lifespan=lifespan,
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origin_regex=LOOPBACK_ORIGINS,
+                allow_methods=["*"],
+                allow_headers=["*"],
+                expose_headers=["Retry-After"],
+            )
+        ],
+        exception_handlers={OrchlogError: _orchlog_error, HTTPException: _http_error, Exception: _crash},
+    )
+    app.state.runtime = rt
+    return app

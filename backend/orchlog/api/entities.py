@@ -1,0 +1,128 @@
+"""CRUD-lite for orchestrator agents, agents and prompts; every write goes through the writer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from ..errors import BadParameter, NotFound
+from ..filters import parse_int
+from ..models import AgentCreate, EntityPatch, OrchestratorAgentCreate, PromptCreate, canonical_uuid
+from ..store.base import ArchiveAgent, CreateAgent, CreateOrchestrator, CreatePrompt, UpdateEntity
+from ..validation import validate_one
+from .body import read_items
+from .responses import JSON, runtime
+
+LIST_FILTERS = {
+    "orchestrator_agents": ("status", "session_id", "archived"),
+    "agents": ("orchestrator_agent_id", "status", "name", "session_id", "adw_id", "archived"),
+    "prompts": ("agent_id", "task_slug", "author", "session_id"),
+}
+
+
+async def _one_object(request: Request) -> Any:
+    rt = runtime(request)
+    items, single = await read_items(request, rt.settings.limits)
+    if not single:
+        raise BadParameter("body", "send one JSON object")
+    return items[0]
+
+
+def _ident(request: Request) -> str:
+    raw = request.path_params["id"]
+    try:
+        return str(canonical_uuid(raw))
+    except ValueError:
+        raise NotFound(f"{raw!r} is not a valid id") from None
+
+
+async def _get(request: Request, table: str) -> JSON:
+    row = await runtime(request).store.get_entity(table, _ident(request))
+    if row is None:
+        raise NotFound(f"no {table[:-1].replace('_', ' ')} with id {request.path_params['id']}")
+    return JSON(row)
+
+
+async def _list(request: Request, table: str) -> JSON:
+    where: dict[str, Any] = {}
+    for name in LIST_FILTERS[table]:
+        value = request.query_params.get(name)
+        if value is None:
+            continue
+        if name == "archived":
+            where[name] = 1 if value.lower() in ("1", "true", "yes") else 0
+        elif name.endswith("_id") and name not in ("session_id", "adw_id"):
+            try:
+                where[name] = canonical_uuid(value)
+            except ValueError:
+                raise BadParameter(name, f"{value!r} is not a UUID") from None
+        else:
+            where[name] = value
+    limit = parse_int("limit", request.query_params.get("limit"), minimum=1, maximum=1000) or 100
+    offset = parse_int("offset", request.query_params.get("offset")) or 0
+    rows = await runtime(request).store.list_entities(table, where, limit=limit, offset=offset)
+    return JSON({"items": rows, "count": len(rows)})
+
+
+async def _patch(request: Request, table: str) -> JSON:
+    rt = runtime(request)
+    patch = validate_one(EntityPatch, await _one_object(request), rt.settings.limits)
+    _old, new = await rt.writer.submit(UpdateEntity(table, _ident(request), patch))
+    return JSON(new)
+
+
+async def create_orchestrator(request: Request) -> JSON:
+    rt = runtime(request)
+    spec = validate_one(OrchestratorAgentCreate, await _one_object(request), rt.settings.limits)
+    return JSON(await rt.writer.submit(CreateOrchestrator(spec)), status_code=201)
+
+
+async def list_orchestrators(request: Request) -> JSON:
+    return await _list(request, "orchestrator_agents")
+
+
+async def get_orchestrator(request: Request) -> JSON:
+    return await _get(request, "orchestrator_agents")
+
+
+async def patch_orchestrator(request: Request) -> JSON:
+    return await _patch(request, "orchestrator_agents")
+
+
+async def create_agent(request: Request) -> JSON:
+    rt = runtime(request)
+    spec = validate_one(AgentCreate, await _one_object(request), rt.settings.limits)
+    return JSON(await rt.writer.submit(CreateAgent(spec)), status_code=201)
+
+
+async def list_agents(request: Request) -> JSON:
+    return await _list(request, "agents")
+
+
+async def get_agent(request: Request) -> JSON:
+    return await _get(request, "agents")
+
+
+async def patch_agent(request: Request) -> JSON:
+    return await _patch(request, "agents")
+
+
+async def delete_agent(request: Request) -> JSON:
+    rt = runtime(request)
+    _old, new = await rt.writer.submit(ArchiveAgent(_ident(request)))
+    return JSON(new)
+
+
+async def create_prompt(request: Request) -> JSON:
+    rt = runtime(request)
+    spec = validate_one(PromptCreate, await _one_object(request), rt.settings.limits)
+    return JSON(await rt.writer.submit(CreatePrompt(spec)), status_code=201)
+
+
+async def list_prompts(request: Request) -> JSON:
+    return await _list(request, "prompts")
+
+
+async def get_prompt(request: Request) -> JSON:
+    return await _get(request, "prompts")

@@ -1,0 +1,31 @@
+"""POST /api/v1/agent-logs, /api/v1/system-logs, /api/v1/events: one object, an array or NDJSON."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from ..store.base import InsertLogs
+from ..validation import validate_logs
+from .body import read_items
+from .responses import JSON, runtime
+
+
+async def _ingest(request: Request, kind: str) -> JSON:
+    rt = runtime(request)
+    limits = rt.settings.limits
+    raw, single = await read_items(request, limits)
+    items = validate_logs(kind, raw, limits, single=single)
+    acks = await rt.writer.submit(InsertLogs(items))
+    return JSON({"count": len(acks), "items": [a.model_dump() for a in acks]}, status_code=201)
+
+
+async def post_agent_logs(request: Request) -> JSON:
+    return await _ingest(request, "agent_log")
+
+
+async def post_system_logs(request: Request) -> JSON:
+    return await _ingest(request, "system_log")
+
+
+async def post_events(request: Request) -> JSON:
+    return await _ingest(request, "event")

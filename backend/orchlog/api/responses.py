@@ -1,0 +1,39 @@
+"""JSON responses encoded with orjson (rows carry pre-serialised JSON as ``orjson.Fragment``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import OrchlogError, Overloaded
+from ..runtime import Runtime
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(exc: OrchlogError) -> JSON:
+    headers = {}
+    if isinstance(exc, Overloaded):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return JSON(exc.to_dict(), status_code=exc.status, headers=headers)
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def query_lists(request: Request) -> dict[str, list[str]]:
+    """Query parameters as name → every value given (repeats kept)."""
+    out: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        out.setdefault(key, []).append(value)
+    return out

@@ -1,0 +1,157 @@
+"""Live transports over ``follow()``: WebSocket ``/api/v1/stream`` and SSE ``/api/v1/stream/sse``.
+
+Both only encode what the follower yields. A WebSocket client that stops reading for longer
+than ``send_timeout_s`` is closed with 1001 ("going away: reconnect and resume with after=");
+until then its queue overflowing just sends it to the database catch-up path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ..errors import BadParameter, OrchlogError
+from ..filters import EventFilter, parse_int
+from ..stream.follow import FollowSpec, Frame, Follower
+from ..stream.hub import Event
+from .responses import JSON, error_response, query_lists
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_BAD_PARAMS = 4400
+CLOSE_TOO_MANY = 4429
+
+Encoder = Callable[[Frame], str | list[str] | None]
+OnMessage = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def follow_spec(params: Mapping[str, Sequence[str]], last_event_id: str | None = None) -> FollowSpec:
+    flt = EventFilter.from_params(params)
+
+    def one(name: str) -> str | None:
+        values = params.get(name) or []
+        return values[-1] if values else None
+
+    after = parse_int("after", one("after"))
+    if last_event_id is not None and last_event_id.strip():
+        after = parse_int("Last-Event-ID", last_event_id.strip())
+    tail = parse_int("tail", one("tail"), maximum=100_000)
+    if after is not None and tail is not None:
+        raise BadParameter("tail", "give either after or tail, not both")
+    epoch = one("epoch")
+    return FollowSpec(filter=flt, after=after, tail=tail if after is None else None, epoch=epoch)
+
+
+def encode(frame: Frame) -> str:
+    if isinstance(frame, Event):
+        return frame.native
+    return orjson.dumps(frame).decode()
+
+
+async def stream_ws(ws: WebSocket) -> None:
+    rt = ws.app.state.runtime
+    try:
+        spec = follow_spec(query_lists(ws))  # type: ignore[arg-type]
+    except OrchlogError as exc:
+        await ws.accept()
+        await ws.close(code=CLOSE_BAD_PARAMS, reason=exc.message[:120])
+        return
+    if rt.hub.subscribers >= rt.settings.max_subscribers:
+        await ws.accept()
+        await ws.close(code=CLOSE_TOO_MANY, reason="too many subscribers on this server; retry later")
+        return
+    await ws.accept()
+    follower = Follower(rt.hub, rt.store, spec, rt.follow_config, rt.stopping)
+    await run_socket(ws, follower.frames(), encode, rt.settings.send_timeout_s)
+
+
+async def run_socket(
+    ws: WebSocket,
+    frames: AsyncGenerator[Frame, None],
+    encoder: Encoder,
+    send_timeout: float,
+    on_message: OnMessage | None = None,
+) -> None:
+    """Pump frames to the socket while answering the client's pings, until either side ends."""
+    lock = asyncio.Lock()
+
+    async def send(text: str) -> None:
+        async with lock:
+            await asyncio.wait_for(ws.send_text(text), send_timeout)
+
+    async def pump() -> int:
+        async for frame in frames:
+            encoded = encoder(frame)
+            for text in [encoded] if isinstance(encoded, str) else encoded or ():
+                await send(text)
+        return CLOSE_GOING_AWAY
+
+    async def listen() -> int:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return 0
+            raw = message.get("text") or message.get("bytes")
+            try:
+                data = orjson.loads(raw) if raw else None
+            except orjson.JSONDecodeError:
+                continue  # like the original: non-JSON text is a keep-alive
+            if isinstance(data, dict) and data.get("type") == "ping":
+                await send(orjson.dumps({"type": "pong"}).decode())
+            elif isinstance(data, dict) and on_message is not None:
+                await on_message(data)
+
+    pump_task = asyncio.create_task(pump())
+    listen_task = asyncio.create_task(listen())
+    code = 0
+    try:
+        done, _ = await asyncio.wait({pump_task, listen_task}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            exc = task.exception()
+            if exc is None:
+                code = task.result()
+            elif isinstance(exc, TimeoutError):
+                code = CLOSE_GOING_AWAY
+    finally:
+        for task in (pump_task, listen_task):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        with contextlib.suppress(BaseException):
+            await frames.aclose()
+    if code:
+        with contextlib.suppress(Exception, WebSocketDisconnect):
+            await asyncio.wait_for(ws.close(code=code, reason="going away: reconnect and resume with after="), 2)
+
+
+async def stream_sse(request: Request) -> Response:
+    rt = request.app.state.runtime
+    try:
+        spec = follow_spec(query_lists(request), request.headers.get("last-event-id"))
+    except OrchlogError as exc:
+        return error_response(exc)
+    if rt.hub.subscribers >= rt.settings.max_subscribers:
+        return JSON({"error": {"code": "too_many", "message": "too many subscribers; retry later"}}, status_code=429)
+    follower = Follower(rt.hub, rt.store, spec, rt.follow_config, rt.stopping)
+
+    async def body() -> AsyncGenerator[str, None]:
+        yield "retry: 2000\n\n"
+        async for frame in follower.frames():
+            if isinstance(frame, Event):
+                yield f"event: {frame.kind}\nid: {frame.seq}\ndata: {frame.native}\n\n"
+            elif frame.get("type") == "heartbeat":
+                yield f": heartbeat head_seq={frame.get('head_seq')}\n\n"
+            else:
+                yield f"event: {frame.get('type')}\ndata: {orjson.dumps(frame).decode()}\n\n"
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

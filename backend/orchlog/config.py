@@ -1,0 +1,83 @@
+"""Settings, read once: CLI flags override ``ORCHLOG_*`` environment variables override defaults.
+
+Every field maps to ``ORCHLOG_<FIELD>`` (upper-case), e.g. ``ORCHLOG_DB``, ``ORCHLOG_PORT``,
+``ORCHLOG_SYNCHRONOUS``. The object is frozen and handed down explicitly; nothing reads the
+environment after start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import OrchlogError
+
+ENV_PREFIX = "ORCHLOG_"
+
+
+class Limits(BaseModel):
+    """Size limits on every input; the ingest models read them through validation context."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_items: int = 10_000
+    max_content_chars: int = 1_000_000
+    max_payload_bytes: int = 1024 * 1024
+    max_field_chars: int = 4096
+
+
+class Settings(Limits):
+    db: str = "./orchlog.db"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "info"
+
+    # SQLite durability: NORMAL survives a process crash (kill -9); FULL also survives power loss.
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    busy_timeout_ms: int = Field(default=5000, ge=0)
+    read_connections: int = Field(default=4, ge=1, le=64)
+
+    # writer: bounded queue of requests, group commit of up to max_batch_events per transaction
+    queue_max_requests: int = Field(default=2000, ge=1)
+    max_batch_events: int = Field(default=5000, ge=1)
+    retry_after_s: float = 1.0
+
+    # stream: hub wake-ups, per-subscriber bounds, liveness
+    poll_interval_ms: float = Field(default=5.0, gt=0)
+    hub_page: int = Field(default=1000, ge=1)
+    subscriber_queue_events: int = Field(default=2000, ge=1)
+    subscriber_queue_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    replay_page: int = Field(default=500, ge=1)
+    heartbeat_s: float = Field(default=15.0, gt=0)
+    send_timeout_s: float = Field(default=30.0, gt=0)
+    max_subscribers: int = Field(default=10_000, ge=1)
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+        """Merge the environment and explicit overrides (``None`` values are ignored)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is not None and raw != "":
+                values[name] = raw
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                values[key] = value
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise OrchlogError(
+                f"bad setting {field} (flag --{field.replace('_', '-')} or {ENV_PREFIX}{field.upper()}): "
+                f"{first['msg']}"
+            ) from exc
+
+    @property
+    def limits(self) -> Limits:
+        return Limits.model_validate(self.model_dump(include=set(Limits.model_fields)))

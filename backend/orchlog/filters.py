@@ -1,0 +1,208 @@
+"""Event filters and cursor parameters, shared by history, replay and the live fan-out.
+
+One filter object is evaluated two ways: as SQL by the store (history, replay, catch-up) and in
+Python by the hub (live). Both must agree exactly, or a subscriber would see different events
+live than on replay; hence the ASCII-only case folding below, which is what SQLite's ``lower()``
+and ``LIKE`` do without ICU.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .errors import BadParameter
+from .models import CATEGORIES, LEVEL_RANK, LEVELS, canonical_ts, canonical_uuid, format_ts, normalize_level
+
+KINDS = ("agent_log", "system_log")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+FILTER_PARAMS = (
+    "kind",
+    "agent_id",
+    "level",
+    "min_level",
+    "event_category",
+    "event_type",
+    "task_slug",
+    "session_id",
+    "adw_id",
+    "since",
+    "until",
+    "q",
+)
+
+
+def ascii_lower(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
+
+
+def parse_time(name: str, value: str, *, now: datetime | None = None) -> str:
+    """An ISO-8601 time, or a duration ago (``90s``, ``10m``, ``2h``, ``1d``, ``1w``)."""
+    match = _DURATION.match(value.strip().lower())
+    if match:
+        ago = timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        return format_ts((now or datetime.now(UTC)) - ago)
+    try:
+        result = canonical_ts(value)
+    except ValueError:
+        raise BadParameter(name, f"{value!r} is neither an ISO-8601 time nor a duration like 10m or 2h") from None
+    assert isinstance(result, str)
+    return result
+
+
+def parse_int(name: str, value: str | None, *, minimum: int = 0, maximum: int | None = None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadParameter(name, f"{value!r} is not an integer") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise BadParameter(name, f"{number} is out of range (must be {bound})")
+    return number
+
+
+def _values(params: Mapping[str, Sequence[str]], name: str) -> tuple[str, ...]:
+    """Repeated parameters and comma lists both work: ``a=1&a=2`` == ``a=1,2``."""
+    out: list[str] = []
+    for raw in params.get(name, ()):
+        out.extend(part.strip() for part in raw.split(",") if part.strip())
+    return tuple(dict.fromkeys(out))
+
+
+def _one(params: Mapping[str, Sequence[str]], name: str) -> str | None:
+    values = [v for v in params.get(name, ()) if v != ""]
+    return values[-1] if values else None
+
+
+def _choice(name: str, values: tuple[str, ...], allowed: Sequence[str], fix: Callable[[str], str]) -> tuple[str, ...]:
+    fixed = tuple(fix(v) for v in values)
+    for original, value in zip(values, fixed, strict=True):
+        if value not in allowed:
+            raise BadParameter(name, f"{original!r} is not one of {', '.join(allowed)}")
+    return fixed
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a reader wants. Empty tuples and ``None`` mean "no constraint"."""
+
+    kinds: tuple[str, ...] = ()
+    agent_ids: tuple[str, ...] = ()
+    levels: tuple[str, ...] = ()
+    min_level: str | None = None
+    event_categories: tuple[str, ...] = ()
+    event_types: tuple[str, ...] = ()
+    task_slug: str | None = None
+    session_id: str | None = None
+    adw_id: str | None = None
+    since: str | None = None
+    until: str | None = None
+    q: str | None = None
+    _q_folded: str | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Sequence[str]]) -> EventFilter:
+        """Parse query parameters (name → list of values), naming the bad one on error."""
+        kinds = _choice("kind", _values(params, "kind"), KINDS, lambda v: v.lower())
+        agent_ids = []
+        for value in _values(params, "agent_id"):
+            try:
+                agent_ids.append(canonical_uuid(value))
+            except ValueError:
+                raise BadParameter("agent_id", f"{value!r} is not a UUID") from None
+        levels = _choice("level", _values(params, "level"), LEVELS, lambda v: str(normalize_level(v)))
+        min_level_raw = _one(params, "min_level")
+        min_level = None
+        if min_level_raw is not None:
+            min_level = _choice("min_level", (min_level_raw,), LEVELS, lambda v: str(normalize_level(v)))[0]
+        categories = _choice("event_category", _values(params, "event_category"), CATEGORIES, lambda v: v)
+        since = _one(params, "since")
+        until = _one(params, "until")
+        q = _one(params, "q")
+        return cls(
+            kinds=kinds,
+            agent_ids=tuple(agent_ids),
+            levels=levels,
+            min_level=min_level,
+            event_categories=categories,
+            event_types=_values(params, "event_type"),
+            task_slug=_one(params, "task_slug"),
+            session_id=_one(params, "session_id"),
+            adw_id=_one(params, "adw_id"),
+            since=parse_time("since", since) if since else None,
+            until=parse_time("until", until) if until else None,
+            q=q,
+            _q_folded=ascii_lower(q) if q else None,
+        )
+
+    @property
+    def agent_only(self) -> bool:
+        """Filters on agent-only fields exclude system logs (they have no such column)."""
+        return bool(self.agent_ids or self.event_categories or self.event_types or self.task_slug or self.session_id)
+
+    def wants(self, kind: str) -> bool:
+        if self.kinds and kind not in self.kinds:
+            return False
+        return not (kind == "system_log" and self.agent_only)
+
+    @property
+    def q_folded(self) -> str | None:
+        return self._q_folded if self._q_folded is not None or not self.q else ascii_lower(self.q)
+
+    def matches(self, kind: str, row: Mapping[str, Any]) -> bool:
+        """The Python twin of the store's SQL for this filter (used on the live path)."""
+        if not self.wants(kind):
+            return False
+        level = row.get("level")
+        if self.levels and level not in self.levels:
+            return False
+        if self.min_level is not None and LEVEL_RANK.get(str(level), -1) < LEVEL_RANK[self.min_level]:
+            return False
+        if self.adw_id is not None and row.get("adw_id") != self.adw_id:
+            return False
+        ts = row.get("timestamp")
+        if self.since is not None and (ts is None or ts < self.since):
+            return False
+        if self.until is not None and (ts is None or ts >= self.until):
+            return False
+        if kind == "agent_log":
+            if self.agent_ids and row.get("agent_id") not in self.agent_ids:
+                return False
+            if self.event_categories and row.get("event_category") not in self.event_categories:
+                return False
+            if self.event_types and row.get("event_type") not in self.event_types:
+                return False
+            if self.task_slug is not None and row.get("task_slug") != self.task_slug:
+                return False
+            if self.session_id is not None and row.get("session_id") != self.session_id:
+                return False
+        q = self.q_folded
+        if q:
+            fields = ("content", "summary", "event_type") if kind == "agent_log" else ("message", "summary")
+            if not any(q in ascii_lower(str(row.get(f) or "")) for f in fields):
+                return False
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        """The filter as plain data (for hello frames and logs)."""
+        out: dict[str, Any] = {}
+        for name in ("kinds", "agent_ids", "levels", "event_categories", "event_types"):
+            value = getattr(self, name)
+            if value:
+                out[name] = list(value)
+        for name in ("min_level", "task_slug", "session_id", "adw_id", "since", "until", "q"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+MATCH_ALL = EventFilter()

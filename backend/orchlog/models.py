@@ -1,0 +1,347 @@
+"""The only models: rows as stored and returned, and what clients may send.
+
+Ingest models are strict (unknown fields rejected) and normalise on the way in, so the store only
+ever sees canonical values: lower-case UUIDs, upper-case levels, UTC times as
+``YYYY-MM-DDTHH:MM:SS.ffffffZ``. Size limits come from ``Limits`` through the validation context
+(``model_validate(data, context={"limits": limits})``), so tests and servers can set their own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .config import Limits
+
+LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LEVEL_RANK = {name: rank for rank, name in enumerate(LEVELS)}
+STATUSES = ("idle", "executing", "waiting", "blocked", "complete")
+CATEGORIES = ("hook", "response", "adw_step")
+DEFAULT_LIMITS = Limits()
+
+Kind = Literal["agent_log", "system_log"]
+Status = Literal["idle", "executing", "waiting", "blocked", "complete"]
+Category = Literal["hook", "response", "adw_step"]
+
+
+def canonical_uuid(value: Any) -> Any:
+    """Accept a UUID object or a string in any case/format; return the canonical lower-case form."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value.strip()))
+        except ValueError:
+            raise ValueError("not a valid UUID") from None
+    return value
+
+
+def format_ts(moment: datetime) -> str:
+    """The one time format: UTC, microseconds, ``Z`` (text order is time order)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_ts() -> str:
+    return format_ts(datetime.now(UTC))
+
+
+def canonical_ts(value: Any) -> Any:
+    """Any ISO-8601 time (any offset; naive means UTC) or datetime → the canonical UTC text."""
+    if isinstance(value, datetime):
+        return format_ts(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            return format_ts(datetime.fromisoformat(text))
+        except ValueError:
+            raise ValueError("not an ISO-8601 time (e.g. 2024-01-02T03:04:05.123456Z)") from None
+    return value
+
+
+def normalize_level(value: Any) -> Any:
+    if isinstance(value, str):
+        upper = value.strip().upper()
+        if upper == "WARN":
+            upper = "WARNING"
+        return upper
+    return value
+
+
+UUIDStr = Annotated[str, BeforeValidator(canonical_uuid)]
+Timestamp = Annotated[str, BeforeValidator(canonical_ts)]
+Level = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(normalize_level)]
+
+
+def _limits(info: ValidationInfo) -> Limits:
+    ctx = info.context
+    if isinstance(ctx, dict):
+        limits = ctx.get("limits")
+        if isinstance(limits, Limits):
+            return limits
+    return DEFAULT_LIMITS
+
+
+def _check_json_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    limit = _limits(info).max_payload_bytes
+    size = len(orjson.dumps(value))
+    if size > limit:
+        raise ValueError(f"is {size} bytes of JSON; the limit is {limit}")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded_strings(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and info.field_name is not None:
+            limits = _limits(info)
+            long_fields = ("content", "message", "summary", "system_prompt", "prompt_text")
+            limit = limits.max_content_chars if info.field_name in long_fields else limits.max_field_chars
+            if len(value) > limit:
+                raise ValueError(f"is {len(value)} characters long; the limit is {limit}")
+        return value
+
+
+# ---------------------------------------------------------------- ingest
+
+
+class AgentLogIn(_Strict):
+    """One agent event as an agent posts it; ``id`` and ``timestamp`` are filled when absent."""
+
+    id: UUIDStr | None = None
+    agent_id: UUIDStr
+    session_id: str | None = None
+    task_slug: str | None = None
+    adw_id: str | None = None
+    adw_step: str | None = None
+    entry_index: int | None = None
+    event_category: Category
+    event_type: str = Field(min_length=1)
+    level: Level = "INFO"
+    content: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    summary: str | None = None
+    timestamp: Timestamp | None = None
+
+    _payload_size = field_validator("payload")(_check_json_object)
+
+    @model_validator(mode="after")
+    def _fill(self) -> AgentLogIn:
+        if self.id is None:
+            self.id = str(uuid.uuid4())
+        if self.timestamp is None:
+            self.timestamp = now_ts()
+        return self
+
+
+class SystemLogIn(_Strict):
+    id: UUIDStr | None = None
+    level: Level = "INFO"
+    message: str
+    file_path: str | None = None
+    adw_id: str | None = None
+    adw_step: str | None = None
+    summary: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    timestamp: Timestamp | None = None
+
+    _metadata_size = field_validator("metadata")(_check_json_object)
+
+    @model_validator(mode="after")
+    def _fill(self) -> SystemLogIn:
+        if self.id is None:
+            self.id = str(uuid.uuid4())
+        if self.timestamp is None:
+            self.timestamp = now_ts()
+        return self
+
+
+class AgentLogEvent(AgentLogIn):
+    kind: Literal["agent_log"]
+
+
+class SystemLogEvent(SystemLogIn):
+    kind: Literal["system_log"]
+
+
+EventIn = Annotated[AgentLogEvent | SystemLogEvent, Field(discriminator="kind")]
+LogIn = AgentLogIn | SystemLogIn
+
+
+class Ack(BaseModel):
+    id: str
+    seq: int
+    duplicate: bool
+
+
+# ---------------------------------------------------------------- entities
+
+
+class OrchestratorAgentCreate(_Strict):
+    id: UUIDStr | None = None
+    session_id: str | None = None
+    system_prompt: str | None = None
+    status: Status | None = None
+    working_dir: str | None = None
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    total_cost: Decimal = Field(default=Decimal(0), ge=0)
+    archived: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    _metadata_size = field_validator("metadata")(_check_json_object)
+
+
+class AgentCreate(_Strict):
+    id: UUIDStr | None = None
+    orchestrator_agent_id: UUIDStr
+    name: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    system_prompt: str | None = None
+    working_dir: str | None = None
+    git_worktree: str | None = None
+    status: Status | None = None
+    session_id: str | None = None
+    adw_id: str | None = None
+    adw_step: str | None = None
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    total_cost: Decimal = Field(default=Decimal(0), ge=0)
+    archived: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    _metadata_size = field_validator("metadata")(_check_json_object)
+
+
+class EntityPatch(_Strict):
+    """A partial update of an agent or orchestrator. ``add_*`` fields are increments, applied in
+    the write transaction with exact decimal arithmetic (no lost updates, no rounding)."""
+
+    status: Status | None = None
+    name: str | None = None
+    model: str | None = None
+    session_id: str | None = None
+    system_prompt: str | None = None
+    working_dir: str | None = None
+    git_worktree: str | None = None
+    adw_id: str | None = None
+    adw_step: str | None = None
+    archived: bool | None = None
+    metadata: dict[str, Any] | None = None
+    input_tokens: int | None = Field(default=None, ge=0)
+    output_tokens: int | None = Field(default=None, ge=0)
+    total_cost: Decimal | None = Field(default=None, ge=0)
+    add_input_tokens: int | None = Field(default=None, ge=0)
+    add_output_tokens: int | None = Field(default=None, ge=0)
+    add_cost: Decimal | None = Field(default=None, ge=0)
+
+
+class PromptCreate(_Strict):
+    id: UUIDStr | None = None
+    agent_id: UUIDStr | None = None
+    task_slug: str | None = None
+    author: Literal["engineer", "orchestrator_agent"]
+    prompt_text: str
+    summary: str | None = None
+    timestamp: Timestamp | None = None
+    session_id: str | None = None
+
+
+# ---------------------------------------------------------------- rows (what reads return)
+
+
+class OrchestratorAgent(BaseModel):
+    id: str
+    session_id: str | None
+    system_prompt: str | None
+    status: Status | None
+    working_dir: str | None
+    input_tokens: int
+    output_tokens: int
+    total_cost: float
+    archived: bool
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+class Agent(BaseModel):
+    id: str
+    orchestrator_agent_id: str
+    name: str
+    model: str
+    system_prompt: str | None
+    working_dir: str | None
+    git_worktree: str | None
+    status: Status | None
+    session_id: str | None
+    adw_id: str | None
+    adw_step: str | None
+    input_tokens: int
+    output_tokens: int
+    total_cost: float
+    archived: bool
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+class Prompt(BaseModel):
+    id: str
+    agent_id: str | None
+    task_slug: str | None
+    author: Literal["engineer", "orchestrator_agent"]
+    prompt_text: str
+    summary: str | None
+    timestamp: str
+    session_id: str | None
+
+
+class AgentLog(BaseModel):
+    seq: int
+    id: str
+    agent_id: str
+    session_id: str | None
+    task_slug: str | None
+    adw_id: str | None
+    adw_step: str | None
+    entry_index: int | None
+    event_category: Category
+    event_type: str
+    level: str
+    content: str | None
+    payload: dict[str, Any]
+    summary: str | None
+    timestamp: str
+
+
+class SystemLog(BaseModel):
+    seq: int
+    id: str
+    level: str
+    message: str
+    file_path: str | None
+    adw_id: str | None
+    adw_step: str | None
+    summary: str | None
+    metadata: dict[str, Any]
+    timestamp: str

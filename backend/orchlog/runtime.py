@@ -1,0 +1,78 @@
+"""The process's moving parts, wired once: store → writer → hub, with a stop signal.
+
+Made by the app's lifespan (never at import time) and reached by handlers through app state.
+Shutdown order matters for the invariants: streams are told to finish first (they flush what
+is committed and close with 1001), then the writer drains its queue and commits, then the hub
+and the store close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from .config import Settings
+from .store import open_store
+from .store.base import ArchiveAgent, CreateAgent, Store, UpdateEntity, WriteOp
+from .stream.follow import FollowConfig
+from .stream.hub import Hub
+from .writer import Writer
+
+log = logging.getLogger("orchlog")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store: Store = store or open_store(settings)
+        self.writer = Writer(
+            self.store,
+            queue_max=settings.queue_max_requests,
+            max_batch_events=settings.max_batch_events,
+            retry_after=settings.retry_after_s,
+        )
+        self.hub = Hub(
+            self.store,
+            poll_interval=settings.poll_interval_ms / 1000,
+            page=settings.hub_page,
+            queue_events=settings.subscriber_queue_events,
+            queue_bytes=settings.subscriber_queue_bytes,
+        )
+        self.follow_config = FollowConfig(replay_page=settings.replay_page, heartbeat_s=settings.heartbeat_s)
+        self.stopping = asyncio.Event()
+        self.streams = 0
+        self.started = False
+
+    async def start(self) -> None:
+        await self.store.open()
+        self.writer.on_head(self.hub.announce)
+        self.writer.on_commit(self._announce_entities)
+        self.writer.head_seq = await self.store.head_seq()
+        self.writer.start()
+        await self.hub.start()
+        self.started = True
+
+    def begin_shutdown(self) -> None:
+        """Tell every stream to flush and close (safe to call more than once, from the loop)."""
+        self.stopping.set()
+
+    async def stop(self) -> None:
+        self.begin_shutdown()
+        await self.writer.stop()
+        await self.hub.stop()
+        await self.store.close()
+        self.started = False
+
+    def _announce_entities(self, ops: list[WriteOp], results: list[Any]) -> None:
+        for op, result in zip(ops, results, strict=True):
+            if isinstance(result, BaseException):
+                continue
+            if isinstance(op, CreateAgent):
+                self.hub.notify({"type": "agent", "op": "created", "data": result}, agent_id=result["id"])
+            elif isinstance(op, UpdateEntity) and op.table == "agents":
+                old, new = result
+                self.hub.notify({"type": "agent", "op": "updated", "data": new, "old": old}, agent_id=new["id"])
+            elif isinstance(op, ArchiveAgent):
+                old, new = result
+                self.hub.notify({"type": "agent", "op": "deleted", "data": new, "old": old}, agent_id=new["id"])

@@ -1,0 +1,69 @@
+"""Running the app under uvicorn, with orchlog's own shutdown order.
+
+On SIGTERM/SIGINT the runtime is told first (streams flush what is committed and close with
+1001 so clients resume elsewhere), then uvicorn stops accepting, waits for in-flight requests,
+and the lifespan drains the writer. The process then exits 0 (uvicorn would otherwise re-raise
+the signal and die by it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sqlite3
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from .api.app import create_app
+from .config import Settings
+from .errors import OrchlogError
+from .runtime import Runtime
+
+log = logging.getLogger("orchlog")
+
+
+class OrchlogServer(uvicorn.Server):  # type: ignore[misc]
+    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        with self.capture_signals():
+            await self._serve(sockets)
+            self._captured_signals.clear()  # we shut down cleanly: exit 0, do not re-raise
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.runtime.begin_shutdown)
+        super().handle_exit(sig, frame)
+
+
+def serve(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime = Runtime(settings)
+    app = create_app(settings, runtime)
+    config_kw: dict[str, Any] = dict(
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        ws_max_size=1024 * 1024,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=10,
+        proxy_headers=False,
+        server_header=False,
+    )
+    config = uvicorn.Config(app, **config_kw)
+    server = OrchlogServer(config, runtime)
+    log.info("orchlog serving %s on http://%s:%s", settings.db, settings.host, settings.port)
+    try:
+        server.run()
+    except sqlite3.Error as exc:
+        raise OrchlogError(f"cannot open the database {settings.db!r}: {exc}") from exc
+    if not runtime.started and not server.started:
+        raise OrchlogError("the server did not start; see the messages above")

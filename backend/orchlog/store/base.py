@@ -1,0 +1,160 @@
+"""The Store interface and the write operations the writer hands to it.
+
+Everything above the store (writer, hub, API) talks to this interface only, so the SQLite and
+PostgreSQL drivers are interchangeable. Write operations are plain data; a driver applies a
+batch of them in ONE transaction with one savepoint per operation, so a failing operation is
+rolled back alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from ..filters import EventFilter
+from ..models import (
+    Ack,
+    AgentCreate,
+    EntityPatch,
+    LogIn,
+    OrchestratorAgentCreate,
+    PromptCreate,
+)
+
+
+class StoredEvent(NamedTuple):
+    """One committed event: its kind, its global seq and its row (JSON-ready)."""
+
+    kind: str
+    seq: int
+    data: dict[str, Any]
+
+
+class StreamMeta(NamedTuple):
+    epoch: str
+    head_seq: int
+    floor_seq: int
+
+
+# ---------------------------------------------------------------- write operations
+
+
+@dataclass(frozen=True)
+class InsertLogs:
+    """One ingest request: atomic, acked with a seq per item (``duplicate`` for a known id)."""
+
+    items: Sequence[LogIn]
+
+    @property
+    def size(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class CreateOrchestrator:
+    spec: OrchestratorAgentCreate
+    size: int = 1
+
+
+@dataclass(frozen=True)
+class CreateAgent:
+    spec: AgentCreate
+    size: int = 1
+
+
+@dataclass(frozen=True)
+class UpdateEntity:
+    """Patch an agent or orchestrator; the result is ``(old_row, new_row)``."""
+
+    table: str  # "agents" | "orchestrator_agents"
+    id: str
+    patch: EntityPatch
+    size: int = 1
+
+
+@dataclass(frozen=True)
+class ArchiveAgent:
+    """Soft delete (``archived = 1``), like the original: its logs stay in the stream."""
+
+    id: str
+    size: int = 1
+
+
+@dataclass(frozen=True)
+class CreatePrompt:
+    spec: PromptCreate
+    size: int = 1
+
+
+WriteOp = InsertLogs | CreateOrchestrator | CreateAgent | UpdateEntity | ArchiveAgent | CreatePrompt
+
+
+class BatchResult(NamedTuple):
+    """Per-op result (or the exception that rolled that op back) and the head seq after commit."""
+
+    results: list[Any]
+    head_seq: int
+
+
+class Store(Protocol):
+    """What orchlog needs from a database."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # writes (only the writer calls this)
+    async def write_batch(self, ops: Sequence[WriteOp]) -> BatchResult: ...
+
+    # the stream
+    async def meta(self) -> StreamMeta: ...
+
+    async def head_seq(self) -> int: ...
+
+    async def changed(self) -> bool:
+        """True if another connection committed since the last call (cheap; polled by the hub)."""
+        ...
+
+    async def tail(self, after: int, limit: int) -> list[StoredEvent]:
+        """Every event with seq > after, ascending, at most ``limit`` (the hub's one read)."""
+        ...
+
+    async def read_events(
+        self,
+        flt: EventFilter,
+        *,
+        after: int | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> tuple[list[StoredEvent], bool]:
+        """Matching events ascending by seq, and whether more exist in the paging direction
+        (after → newer ones; ``before`` without ``after`` → older ones)."""
+        ...
+
+    # entities
+    async def get_entity(self, table: str, ident: str) -> dict[str, Any] | None: ...
+
+    async def list_entities(
+        self, table: str, where: dict[str, Any], *, limit: int, offset: int
+    ) -> list[dict[str, Any]]: ...
+
+    async def agent_log_counts(self, agent_ids: Sequence[str]) -> dict[str, int]: ...
+
+    async def check_writable(self) -> None: ...
+
+
+__all__ = [
+    "Ack",
+    "ArchiveAgent",
+    "BatchResult",
+    "CreateAgent",
+    "CreateOrchestrator",
+    "CreatePrompt",
+    "InsertLogs",
+    "Store",
+    "StoredEvent",
+    "StreamMeta",
+    "UpdateEntity",
+    "WriteOp",
+]

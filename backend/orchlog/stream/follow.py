@@ -1,0 +1,157 @@
+"""follow(): one subscriber's stream, replay → live, exactly once and in order.
+
+The order of operations is what makes it gapless:
+
+1. register with the hub FIRST (every event the hub reads from now on is offered to us);
+2. read the stream's meta (epoch, head, floor) and send ``hello``;
+3. replay from the database after the cursor, with the same filter, page by page;
+4. send ``live`` and switch to the hub's queue, dropping anything at or below the last sent seq.
+
+If the queue overflows (we were slow), we leave the fan-out, page from the database at our own
+pace from the last sent seq, and rejoin: nothing is lost, and nobody waited for us.
+The transports (WebSocket, SSE, compat ``/ws``) only encode what this yields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any
+
+from ..filters import EventFilter
+from ..store.base import Store
+from .hub import Event, Hub, Subscription
+
+
+@dataclass(frozen=True)
+class FollowSpec:
+    filter: EventFilter
+    after: int | None = None  # resume after this seq (0 = from the start)
+    tail: int | None = None  # or: the last N matching, then live
+    epoch: str | None = None  # the client's idea of the database; a mismatch gives `reset`
+
+
+@dataclass(frozen=True)
+class FollowConfig:
+    replay_page: int = 500
+    heartbeat_s: float = 15.0
+
+
+Frame = Event | dict[str, Any]
+
+
+class Follower:
+    """Iterate to get frames: ``Event`` objects (sequenced) and control dicts (hello, live, ...)."""
+
+    def __init__(self, hub: Hub, store: Store, spec: FollowSpec, config: FollowConfig, stopping: asyncio.Event) -> None:
+        self.hub = hub
+        self.store = store
+        self.spec = spec
+        self.config = config
+        self.stopping = stopping
+        self.cursor = 0
+        self.catchups = 0
+        self._sub: Subscription | None = None
+
+    def close(self) -> None:
+        if self._sub is not None:
+            self.hub.unsubscribe(self._sub)
+            self._sub = None
+
+    async def frames(self) -> AsyncGenerator[Frame, None]:
+        try:
+            async for frame in self._frames():
+                yield frame
+        finally:
+            self.close()
+
+    async def _frames(self) -> AsyncGenerator[Frame, None]:
+        flt = self.spec.filter
+        self._sub = self.hub.subscribe(flt)
+        meta = await self.store.meta()
+        cursor, reset = self._start_cursor(meta.head_seq, meta.floor_seq, meta.epoch)
+        yield {
+            "type": "hello",
+            "epoch": meta.epoch,
+            "head_seq": meta.head_seq,
+            "floor_seq": meta.floor_seq,
+            "after": cursor if self.spec.tail is None else meta.head_seq,
+            "filter": flt.describe(),
+        }
+        if reset is not None:
+            yield {"type": "reset", "floor_seq": meta.floor_seq, "reason": reset, "after": cursor}
+        if self.spec.tail is not None and self.spec.tail > 0:
+            events, _ = await self.store.read_events(flt, before=meta.head_seq + 1, limit=self.spec.tail)
+            for stored in events:
+                yield Event.of(stored)
+        if self.spec.tail is not None:
+            cursor = meta.head_seq
+        self.cursor = cursor
+        async for event in self._replay():
+            yield event
+        yield {"type": "live", "seq": self.cursor}
+        while not self.stopping.is_set():
+            sub = self._sub
+            assert sub is not None
+            if not await self._wait(sub):
+                yield {"type": "heartbeat", "head_seq": max(self.hub.cursor, self.cursor)}
+                continue
+            while sub.notices:
+                yield sub.notices.popleft()
+            event = sub.pop()
+            if event is not None:
+                if event.seq > self.cursor:
+                    self.cursor = event.seq
+                    yield event
+                continue
+            if sub.overflowed:
+                # we fell behind: leave the fan-out, read the database at our own pace, rejoin
+                self.catchups += 1
+                self.hub.unsubscribe(sub)
+                self._sub = self.hub.subscribe(flt)
+                async for event in self._replay():
+                    yield event
+            elif sub.closed:
+                return
+        # shutting down: hand over everything committed so far, then the transport says 1001
+        async for event in self._replay():
+            yield event
+
+    async def _wait(self, sub: Subscription) -> bool:
+        if sub.events or sub.notices or sub.overflowed or sub.closed:
+            return True
+        stop = asyncio.ensure_future(self.stopping.wait())
+        got = asyncio.ensure_future(sub.wait(self.config.heartbeat_s))
+        try:
+            done, _ = await asyncio.wait({stop, got}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            got.cancel()
+        if stop in done:
+            return True
+        return bool(got.result()) if got in done and not got.cancelled() else True
+
+    async def _replay(self) -> AsyncGenerator[Event, None]:
+        """Everything matching after the cursor, from the database, in pages."""
+        while True:
+            events, more = await self.store.read_events(
+                self.spec.filter, after=self.cursor, limit=self.config.replay_page
+            )
+            for stored in events:
+                self.cursor = stored.seq
+                yield Event.of(stored)
+            if not more:
+                return
+
+    def _start_cursor(self, head: int, floor: int, epoch: str) -> tuple[int, str | None]:
+        spec = self.spec
+        if spec.epoch is not None and spec.epoch != epoch:
+            return floor, "epoch_changed"
+        if spec.after is None:
+            return head, None
+        if spec.after < floor:
+            return floor, "below_floor"
+        if spec.after > head:
+            return floor, "cursor_ahead_of_head"
+        return spec.after, None

@@ -1,0 +1,217 @@
+"""The hub: one tail loop per process that reads new rows ONCE and fans them out.
+
+Wake-ups come from the local writer (``announce``, near-zero latency) and from other processes
+committing to the same database (``Store.changed``, polled every ``poll_interval``). Each wake-up
+reads every row after the hub's cursor in pages, wraps each in an ``Event`` (encoded lazily, at
+most once per wire format) and offers it to every subscription whose filter matches. A
+subscription whose bounded queue overflows is dropped from the fan-out at once: the hub never
+waits for a subscriber; that subscriber catches up from the database by itself (``follow``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ..filters import EventFilter
+from ..store.base import Store, StoredEvent
+
+log = logging.getLogger("orchlog.hub")
+
+Encoder = Callable[["Event"], str]
+
+
+class Event:
+    """A committed event shared by every subscriber; each wire encoding is made once."""
+
+    __slots__ = ("_frames", "data", "kind", "seq")
+
+    def __init__(self, kind: str, seq: int, data: dict[str, Any]) -> None:
+        self.kind = kind
+        self.seq = seq
+        self.data = data
+        self._frames: dict[str, str] = {}
+
+    @classmethod
+    def of(cls, stored: StoredEvent) -> Event:
+        return cls(stored.kind, stored.seq, stored.data)
+
+    def encoded(self, fmt: str, encoder: Encoder) -> str:
+        frame = self._frames.get(fmt)
+        if frame is None:
+            frame = self._frames[fmt] = encoder(self)
+        return frame
+
+    @property
+    def native(self) -> str:
+        return self.encoded("native", encode_native)
+
+    @property
+    def size(self) -> int:
+        return len(self.native)
+
+
+def encode_native(event: Event) -> str:
+    return orjson.dumps({"type": event.kind, "seq": event.seq, "data": event.data}).decode()
+
+
+class Subscription:
+    """One subscriber's bounded inbox (by count and by bytes) plus its entity notices."""
+
+    def __init__(self, flt: EventFilter, *, max_events: int, max_bytes: int) -> None:
+        self.filter = flt
+        self.max_events = max_events
+        self.max_bytes = max_bytes
+        self.events: deque[Event] = deque()
+        self.notices: deque[dict[str, Any]] = deque(maxlen=256)
+        self.bytes = 0
+        self.overflowed = False
+        self.closed = False
+        self._wake = asyncio.Event()
+
+    def offer(self, event: Event) -> bool:
+        """Queue an event; False (and overflowed) if the inbox is full: the hub then forgets us."""
+        if self.overflowed or self.closed:
+            return False
+        size = event.size
+        if len(self.events) >= self.max_events or self.bytes + size > self.max_bytes:
+            self.overflowed = True
+            self._wake.set()
+            return False
+        self.events.append(event)
+        self.bytes += size
+        self._wake.set()
+        return True
+
+    def notify(self, notice: dict[str, Any]) -> None:
+        if not self.closed:
+            self.notices.append(notice)
+            self._wake.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+
+    def pop(self) -> Event | None:
+        if not self.events:
+            return None
+        event = self.events.popleft()
+        self.bytes -= event.size
+        return event
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait until something is queued, overflow or close; False on timeout."""
+        if self.events or self.notices or self.overflowed or self.closed:
+            return True
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+class Hub:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        poll_interval: float,
+        page: int,
+        queue_events: int,
+        queue_bytes: int,
+    ) -> None:
+        self._store = store
+        self._poll_interval = poll_interval
+        self._page = page
+        self._queue_events = queue_events
+        self._queue_bytes = queue_bytes
+        self._subs: set[Subscription] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.cursor = 0
+        self.overflows = 0
+        self.reads = 0
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subs)
+
+    async def start(self) -> None:
+        self.cursor = await self._store.head_seq()
+        await self._store.changed()  # prime data_version
+        self._task = asyncio.create_task(self._run(), name="orchlog-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for sub in list(self._subs):
+            sub.close()
+        self._subs.clear()
+
+    @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # -- wiring
+    def announce(self, head_seq: int) -> None:
+        """The local writer committed up to head_seq (called on the event loop)."""
+        if head_seq > self.cursor:
+            self._wake.set()
+
+    def subscribe(self, flt: EventFilter) -> Subscription:
+        """Register BEFORE reading the database: every event after ``self.cursor`` will be offered."""
+        sub = Subscription(flt, max_events=self._queue_events, max_bytes=self._queue_bytes)
+        self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+
+    def notify(self, notice: dict[str, Any], agent_id: str | None = None) -> None:
+        """Entity changes (not sequenced) to every subscriber that may see that agent."""
+        for sub in self._subs:
+            ids = sub.filter.agent_ids
+            if agent_id is None or not ids or agent_id in ids:
+                sub.notify(notice)
+
+    # -- the loop
+    async def _run(self) -> None:
+        while True:
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                announced = self._wake.is_set()
+                self._wake.clear()
+                if announced or await self._store.changed():
+                    await self._drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep tailing; subscribers fall back to the database
+                log.exception("hub read failed; retrying")
+                await asyncio.sleep(min(1.0, self._poll_interval * 20))
+
+    async def _drain(self) -> None:
+        while True:
+            rows = await self._store.tail(self.cursor, self._page)
+            if not rows:
+                return
+            self.reads += 1
+            for stored in rows:
+                event = Event.of(stored)
+                dropped = [sub for sub in self._subs if sub.filter.matches(event.kind, event.data) and not sub.offer(event)]
+                for sub in dropped:
+                    self._subs.discard(sub)
+                    self.overflows += 1
+            self.cursor = rows[-1].seq
+            if len(rows) < self._page:
+                return
