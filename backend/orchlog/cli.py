@@ -42,8 +42,12 @@ def main() -> None:
 
 @main.command()
 @click.option("--db", default=None, help=DB_HELP)
-@click.option("--host", default=None, help="Interface to bind (env ORCHLOG_HOST). Default 127.0.0.1 (local only).")
-@click.option("--port", type=int, default=None, help="TCP port (env ORCHLOG_PORT). Default 8000; 0 picks a free one.")
+@click.option(
+    "--host", default=None, help="Interface to bind (env ORCHLOG_HOST). Default 127.0.0.1 (local only)."
+)
+@click.option(
+    "--port", type=int, default=None, help="TCP port (env ORCHLOG_PORT). Default 8000; 0 picks a free one."
+)
 @click.option(
     "--synchronous",
     type=click.Choice(["NORMAL", "FULL"], case_sensitive=False),
@@ -52,14 +56,20 @@ def main() -> None:
     "FULL: they also survive power loss, at a cost per commit.",
 )
 @click.option("--log-level", default=None, help="debug, info, warning, error (env ORCHLOG_LOG_LEVEL).")
-def serve(db: str | None, host: str | None, port: int | None, synchronous: str | None, log_level: str | None) -> None:
+def serve(
+    db: str | None, host: str | None, port: int | None, synchronous: str | None, log_level: str | None
+) -> None:
     """Run the server: ingest API, history, live streams, orchestrator_3_stream compatibility.
 
     Applies pending schema migrations first. Stops cleanly on SIGTERM / Ctrl-C: streams are
     flushed and closed with 1001 (clients resume elsewhere), queued writes are committed.
     """
     settings = _settings(
-        db=db, host=host, port=port, synchronous=synchronous.upper() if synchronous else None, log_level=log_level
+        db=db,
+        host=host,
+        port=port,
+        synchronous=synchronous.upper() if synchronous else None,
+        log_level=log_level,
     )
     from .server import serve as run_server
 

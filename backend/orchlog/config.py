@@ -57,7 +57,9 @@ class Settings(Limits):
     max_subscribers: int = Field(default=10_000, ge=1)
 
     @classmethod
-    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
         """Merge the environment and explicit overrides (``None`` values are ignored)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}

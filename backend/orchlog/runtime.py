@@ -72,7 +72,11 @@ class Runtime:
                 self.hub.notify({"type": "agent", "op": "created", "data": result}, agent_id=result["id"])
             elif isinstance(op, UpdateEntity) and op.table == "agents":
                 old, new = result
-                self.hub.notify({"type": "agent", "op": "updated", "data": new, "old": old}, agent_id=new["id"])
+                self.hub.notify(
+                    {"type": "agent", "op": "updated", "data": new, "old": old}, agent_id=new["id"]
+                )
             elif isinstance(op, ArchiveAgent):
                 old, new = result
-                self.hub.notify({"type": "agent", "op": "deleted", "data": new, "old": old}, agent_id=new["id"])
+                self.hub.notify(
+                    {"type": "agent", "op": "deleted", "data": new, "old": old}, agent_id=new["id"]
+                )

@@ -25,7 +25,7 @@ from .runtime import Runtime
 log = logging.getLogger("orchlog")
 
 
-class OrchlogServer(uvicorn.Server):  # type: ignore[misc]
+class OrchlogServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
         super().__init__(config)
         self.runtime = runtime
@@ -44,7 +44,9 @@ class OrchlogServer(uvicorn.Server):  # type: ignore[misc]
 
 
 def serve(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     runtime = Runtime(settings)
     app = create_app(settings, runtime)
     config_kw: dict[str, Any] = dict(

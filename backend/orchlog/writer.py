@@ -48,7 +48,9 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 
 class Writer:
-    def __init__(self, store: Store, *, queue_max: int, max_batch_events: int, retry_after: float = 1.0) -> None:
+    def __init__(
+        self, store: Store, *, queue_max: int, max_batch_events: int, retry_after: float = 1.0
+    ) -> None:
         self._store = store
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=queue_max)
         self._max_batch = max_batch_events
@@ -130,11 +132,13 @@ class Writer:
         ops = [p.op for p in batch]
         try:
             result = await self._store.write_batch(ops)
-        except Exception as exc:  # noqa: BLE001 - one bad batch must never kill the writer
+        except Exception as exc:
             self.stats.failed_batches += 1
             if not isinstance(exc, Overloaded):
                 log.exception("write batch of %d ops failed", len(ops))
-                exc = Overloaded(f"the write failed ({type(exc).__name__}); retry", retry_after=self._retry_after)
+                exc = Overloaded(
+                    f"the write failed ({type(exc).__name__}); retry", retry_after=self._retry_after
+                )
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
@@ -157,5 +161,5 @@ class Writer:
         for commit_listener in self._commit_listeners:
             try:
                 commit_listener(ops, result.results)
-            except Exception:  # noqa: BLE001 - a listener bug must not stop the writer
+            except Exception:
                 log.exception("commit listener failed")

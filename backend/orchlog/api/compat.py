@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket
 from ..errors import BadParameter, NotFound, OrchlogError
 from ..filters import EventFilter, parse_int
 from ..models import canonical_uuid, now_ts
-from ..stream.follow import FollowSpec, Follower, Frame
+from ..stream.follow import Follower, FollowSpec, Frame
 from ..stream.hub import Event
 from .responses import JSON, runtime
 from .stream import run_socket
@@ -29,8 +29,12 @@ SOURCE_TABLES = {"agent_logs": "agent_log", "system_logs": "system_log"}
 def encode_compat(event: Event) -> str:
     ts = event.data.get("timestamp")
     if event.kind == "agent_log":
-        return orjson.dumps({"type": "agent_log", "log": event.data, "seq": event.seq, "timestamp": ts}).decode()
-    return orjson.dumps({"type": "system_log", "data": event.data, "seq": event.seq, "timestamp": ts}).decode()
+        return orjson.dumps(
+            {"type": "agent_log", "log": event.data, "seq": event.seq, "timestamp": ts}
+        ).decode()
+    return orjson.dumps(
+        {"type": "system_log", "data": event.data, "seq": event.seq, "timestamp": ts}
+    ).decode()
 
 
 def compat_messages(notice: dict[str, Any]) -> list[dict[str, Any]]:
@@ -82,7 +86,9 @@ async def ws(websocket: WebSocket) -> None:
         ).decode()
     )
     rt.streams += 1
-    follower = Follower(rt.hub, rt.store, FollowSpec(filter=EventFilter(), after=after), rt.follow_config, rt.stopping)
+    follower = Follower(
+        rt.hub, rt.store, FollowSpec(filter=EventFilter(), after=after), rt.follow_config, rt.stopping
+    )
 
     def encode(frame: Frame) -> str | list[str] | None:
         if isinstance(frame, Event):
@@ -91,7 +97,9 @@ async def ws(websocket: WebSocket) -> None:
         if kind in ("agent", "relay"):
             return [orjson.dumps(m).decode() for m in compat_messages(frame)]
         if kind == "heartbeat":
-            return orjson.dumps({"type": "heartbeat", "timestamp": now_ts(), "seq": frame.get("head_seq")}).decode()
+            return orjson.dumps(
+                {"type": "heartbeat", "timestamp": now_ts(), "seq": frame.get("head_seq")}
+            ).decode()
         if kind == "reset":
             return orjson.dumps({**frame, "timestamp": now_ts()}).decode()
         return None  # hello / live: the original has no such messages
@@ -122,7 +130,9 @@ async def health(request: Request) -> JSON:
 
 
 async def _orchestrator(request: Request) -> dict[str, Any]:
-    rows = await runtime(request).store.list_entities("orchestrator_agents", {"archived": 0}, limit=1, offset=0)
+    rows = await runtime(request).store.list_entities(
+        "orchestrator_agents", {"archived": 0}, limit=1, offset=0
+    )
     if not rows:
         raise NotFound("no orchestrator agent yet; create one with POST /api/v1/orchestrator-agents")
     return rows[0]
@@ -167,7 +177,9 @@ async def get_events(request: Request) -> JSON:
         elif name in SOURCE_TABLES:
             kinds.append(SOURCE_TABLES[name])
         elif name != "orchestrator_chat":
-            raise BadParameter("event_types", f"{name!r} is not one of all, agent_logs, system_logs, orchestrator_chat")
+            raise BadParameter(
+                "event_types", f"{name!r} is not one of all, agent_logs, system_logs, orchestrator_chat"
+            )
     params: dict[str, list[str]] = {"kind": sorted(set(kinds))}
     if q.get("agent_id"):
         try:

@@ -18,7 +18,9 @@ async def get_events(request: Request) -> JSON:
     flt = EventFilter.from_params(params)
     after = parse_int("after", request.query_params.get("after"))
     before = parse_int("before", request.query_params.get("before"))
-    limit = parse_int("limit", request.query_params.get("limit"), minimum=1, maximum=MAX_LIMIT) or DEFAULT_LIMIT
+    limit = (
+        parse_int("limit", request.query_params.get("limit"), minimum=1, maximum=MAX_LIMIT) or DEFAULT_LIMIT
+    )
     if after is not None and before is not None and before <= after:
         raise BadParameter("before", f"must be greater than after ({after})")
     events, has_more = await rt.store.read_events(flt, after=after, before=before, limit=limit)

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..errors import BadParameter, OrchlogError
 from ..filters import EventFilter, parse_int
-from ..stream.follow import FollowSpec, Frame, Follower
+from ..stream.follow import Follower, FollowSpec, Frame
 from ..stream.hub import Event
 from .responses import JSON, error_response, query_lists
 
@@ -127,7 +127,9 @@ async def run_socket(
             await frames.aclose()
     if code:
         with contextlib.suppress(Exception, WebSocketDisconnect):
-            await asyncio.wait_for(ws.close(code=code, reason="going away: reconnect and resume with after="), 2)
+            await asyncio.wait_for(
+                ws.close(code=code, reason="going away: reconnect and resume with after="), 2
+            )
 
 
 async def stream_sse(request: Request) -> Response:
@@ -137,7 +139,9 @@ async def stream_sse(request: Request) -> Response:
     except OrchlogError as exc:
         return error_response(exc)
     if rt.hub.subscribers >= rt.settings.max_subscribers:
-        return JSON({"error": {"code": "too_many", "message": "too many subscribers; retry later"}}, status_code=429)
+        return JSON(
+            {"error": {"code": "too_many", "message": "too many subscribers; retry later"}}, status_code=429
+        )
     follower = Follower(rt.hub, rt.store, spec, rt.follow_config, rt.stopping)
 
     async def body() -> AsyncGenerator[str, None]:

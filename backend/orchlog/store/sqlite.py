@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -58,7 +59,18 @@ AGENT_COLS = (
     "summary",
     "timestamp",
 )
-SYSTEM_COLS = ("seq", "id", "level", "message", "file_path", "adw_id", "adw_step", "summary", "metadata", "timestamp")
+SYSTEM_COLS = (
+    "seq",
+    "id",
+    "level",
+    "message",
+    "file_path",
+    "adw_id",
+    "adw_step",
+    "summary",
+    "metadata",
+    "timestamp",
+)
 COLUMNS = {"agent_log": AGENT_COLS, "system_log": SYSTEM_COLS}
 TABLES = {"agent_log": "agent_logs", "system_log": "system_logs"}
 ENTITY_TABLES = ("orchestrator_agents", "agents", "prompts")
@@ -81,7 +93,9 @@ def configure(conn: sqlite3.Connection, settings: Settings) -> None:
 def connect(path: str, settings: Settings) -> sqlite3.Connection:
     """A configured synchronous connection in autocommit mode (we issue BEGIN ourselves)."""
     Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=settings.busy_timeout_ms / 1000)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=settings.busy_timeout_ms / 1000
+    )
     configure(conn, settings)
     return conn
 
@@ -95,7 +109,9 @@ def _statements(script: str) -> Iterable[str]:
             if buffer.strip():
                 yield buffer
             buffer = ""
-    if buffer.strip() and not all(ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()):
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
         raise SchemaError(f"incomplete SQL statement at the end of a migration: {buffer.strip()[:80]!r}")
 
 
@@ -297,9 +313,13 @@ def _system_row(item: SystemLogIn, seq: int) -> tuple[Any, ...]:
     )
 
 
+def _insert_sql(table: str, cols: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+
+
 _INSERT = {
-    "agent_logs": f"INSERT INTO agent_logs ({', '.join(AGENT_COLS)}) VALUES ({', '.join('?' for _ in AGENT_COLS)})",
-    "system_logs": f"INSERT INTO system_logs ({', '.join(SYSTEM_COLS)}) VALUES ({', '.join('?' for _ in SYSTEM_COLS)})",
+    "agent_logs": _insert_sql("agent_logs", AGENT_COLS),
+    "system_logs": _insert_sql("system_logs", SYSTEM_COLS),
 }
 
 
@@ -386,8 +406,12 @@ class _Writer:
                         ],
                     )
         existing = {
-            "agent_logs": self._existing("agent_logs", [str(it.id) for it in items if isinstance(it, AgentLogIn)]),
-            "system_logs": self._existing("system_logs", [str(it.id) for it in items if isinstance(it, SystemLogIn)]),
+            "agent_logs": self._existing(
+                "agent_logs", [str(it.id) for it in items if isinstance(it, AgentLogIn)]
+            ),
+            "system_logs": self._existing(
+                "system_logs", [str(it.id) for it in items if isinstance(it, SystemLogIn)]
+            ),
         }
         rows: dict[str, list[tuple[Any, ...]]] = {"agent_logs": [], "system_logs": []}
         acks: list[Ack] = []
@@ -418,8 +442,8 @@ class _Writer:
     def _row(self, table: str, ident: str) -> dict[str, Any] | None:
         cur = self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (ident,))
         cur.row_factory = _plain_row
-        row: dict[str, Any] | None = cur.fetchone()
-        return row
+        row: Any = cur.fetchone()
+        return dict(row) if row is not None else None
 
     def _insert_entity(self, table: str, values: dict[str, Any]) -> dict[str, Any]:
         cols = list(values)
@@ -433,9 +457,7 @@ class _Writer:
 
     @staticmethod
     def _entity_values(spec: Any) -> dict[str, Any]:
-        import uuid
-
-        values = spec.model_dump()
+        values: dict[str, Any] = spec.model_dump()
         values["id"] = values.get("id") or str(uuid.uuid4())
         if "metadata" in values:
             values["metadata"] = orjson.dumps(values["metadata"]).decode()
@@ -488,7 +510,8 @@ class _Writer:
                 continue
             if name not in allowed:
                 raise ValidationFailed(
-                    f"{name} cannot be set on {table}", details=[{"field": name, "message": "not a column here"}]
+                    f"{name} cannot be set on {table}",
+                    details=[{"field": name, "message": "not a column here"}],
                 )
             if name == "metadata":
                 value = orjson.dumps(value).decode()
@@ -498,9 +521,13 @@ class _Writer:
                 value = int(value)
             changes[name] = value
         if patch.add_input_tokens:
-            changes["input_tokens"] = int(changes.get("input_tokens", old["input_tokens"])) + patch.add_input_tokens
+            changes["input_tokens"] = (
+                int(changes.get("input_tokens", old["input_tokens"])) + patch.add_input_tokens
+            )
         if patch.add_output_tokens:
-            changes["output_tokens"] = int(changes.get("output_tokens", old["output_tokens"])) + patch.add_output_tokens
+            changes["output_tokens"] = (
+                int(changes.get("output_tokens", old["output_tokens"])) + patch.add_output_tokens
+            )
         if patch.add_cost:
             base = Decimal(str(changes.get("total_cost", old["total_cost"])))
             changes["total_cost"] = _money(base + patch.add_cost)
@@ -555,6 +582,12 @@ def _as_client_error(exc: Exception) -> Exception:
 # ---------------------------------------------------------------- the async store
 
 
+async def _fetch(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """Rows as dicts (the readers' row factory builds them on the reader thread)."""
+    rows: Any = await conn.execute_fetchall(sql, params)
+    return list(rows)
+
+
 class SqliteStore:
     """The ``Store`` for one SQLite file."""
 
@@ -580,7 +613,9 @@ class SqliteStore:
         self._tail = await self._open_reader()
 
     async def _open_reader(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=self.settings.busy_timeout_ms / 1000)
+        conn = await aiosqlite.connect(
+            self.path, isolation_level=None, timeout=self.settings.busy_timeout_ms / 1000
+        )
         for pragma in (
             f"PRAGMA busy_timeout = {int(self.settings.busy_timeout_ms)}",
             "PRAGMA foreign_keys = ON",
@@ -618,8 +653,7 @@ class SqliteStore:
     async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         conn = await self._readers.get()
         try:
-            rows = await conn.execute_fetchall(sql, params)
-            return list(rows)  # type: ignore[arg-type]
+            return await _fetch(conn, sql, params)
         finally:
             self._readers.put_nowait(conn)
 
@@ -644,8 +678,8 @@ class SqliteStore:
 
     async def changed(self) -> bool:
         assert self._tail is not None
-        rows = await self._tail.execute_fetchall("PRAGMA data_version")
-        version = next(iter(rows[0].values()))  # type: ignore[call-overload, index]
+        rows = await _fetch(self._tail, "PRAGMA data_version")
+        version = rows[0]["data_version"]
         before, self._data_version = self._data_version, int(version)
         return before is not None and before != version
 
@@ -654,8 +688,8 @@ class SqliteStore:
         events: list[StoredEvent] = []
         for kind in KINDS:
             sql = f"SELECT {', '.join(COLUMNS[kind])} FROM {TABLES[kind]} WHERE seq > ? ORDER BY seq LIMIT ?"
-            rows = await self._tail.execute_fetchall(sql, (after, limit))
-            events.extend(StoredEvent(kind, row["seq"], row) for row in rows)  # type: ignore[call-overload, index]
+            rows = await _fetch(self._tail, sql, (after, limit))
+            events.extend(StoredEvent(kind, row["seq"], row) for row in rows)
         events.sort(key=lambda e: e.seq)
         return events[:limit]
 
@@ -718,8 +752,8 @@ class SqliteStore:
         for start in range(0, len(ids), _IN_CHUNK):
             chunk = ids[start : start + _IN_CHUNK]
             rows = await self._query(
-                f"SELECT agent_id, count(*) AS n FROM agent_logs WHERE agent_id IN ({', '.join('?' for _ in chunk)}) "
-                "GROUP BY agent_id",
+                "SELECT agent_id, count(*) AS n FROM agent_logs "
+                f"WHERE agent_id IN ({', '.join('?' for _ in chunk)}) GROUP BY agent_id",
                 chunk,
             )
             counts.update({row["agent_id"]: row["n"] for row in rows})

@@ -44,7 +44,9 @@ Frame = Event | dict[str, Any]
 class Follower:
     """Iterate to get frames: ``Event`` objects (sequenced) and control dicts (hello, live, ...)."""
 
-    def __init__(self, hub: Hub, store: Store, spec: FollowSpec, config: FollowConfig, stopping: asyncio.Event) -> None:
+    def __init__(
+        self, hub: Hub, store: Store, spec: FollowSpec, config: FollowConfig, stopping: asyncio.Event
+    ) -> None:
         self.hub = hub
         self.store = store
         self.spec = spec
@@ -99,11 +101,11 @@ class Follower:
                 continue
             while sub.notices:
                 yield sub.notices.popleft()
-            event = sub.pop()
-            if event is not None:
-                if event.seq > self.cursor:
-                    self.cursor = event.seq
-                    yield event
+            queued = sub.pop()
+            if queued is not None:
+                if queued.seq > self.cursor:
+                    self.cursor = queued.seq
+                    yield queued
                 continue
             if sub.overflowed:
                 # we fell behind: leave the fan-out, read the database at our own pace, rejoin

@@ -105,13 +105,13 @@ class Subscription:
         self.bytes -= event.size
         return event
 
-    async def wait(self, timeout: float) -> bool:
+    async def wait(self, within: float) -> bool:
         """Wait until something is queued, overflow or close; False on timeout."""
         if self.events or self.notices or self.overflowed or self.closed:
             return True
         self._wake.clear()
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            await asyncio.wait_for(self._wake.wait(), within)
         except TimeoutError:
             return False
         return True
@@ -196,7 +196,7 @@ class Hub:
                     await self._drain()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - keep tailing; subscribers fall back to the database
+            except Exception:
                 log.exception("hub read failed; retrying")
                 await asyncio.sleep(min(1.0, self._poll_interval * 20))
 
@@ -208,7 +208,11 @@ class Hub:
             self.reads += 1
             for stored in rows:
                 event = Event.of(stored)
-                dropped = [sub for sub in self._subs if sub.filter.matches(event.kind, event.data) and not sub.offer(event)]
+                dropped = [
+                    sub
+                    for sub in self._subs
+                    if sub.filter.matches(event.kind, event.data) and not sub.offer(event)
+                ]
                 for sub in dropped:
                     self._subs.discard(sub)
                     self.overflows += 1
