@@ -685,13 +685,46 @@ class SqliteStore:
 
     async def tail(self, after: int, limit: int) -> list[StoredEvent]:
         assert self._tail is not None
-        events: list[StoredEvent] = []
-        for kind in KINDS:
-            sql = f"SELECT {', '.join(COLUMNS[kind])} FROM {TABLES[kind]} WHERE seq > ? ORDER BY seq LIMIT ?"
-            rows = await _fetch(self._tail, sql, (after, limit))
-            events.extend(StoredEvent(kind, row["seq"], row) for row in rows)
-        events.sort(key=lambda e: e.seq)
+        events = await self._read_both(self._tail, {kind: ([], []) for kind in KINDS}, after, None, limit)
         return events[:limit]
+
+    async def _read_both(
+        self,
+        conn: aiosqlite.Connection,
+        where: dict[str, tuple[list[str], list[Any]]],
+        after: int | None,
+        before: int | None,
+        limit: int,
+    ) -> list[StoredEvent]:
+        """Up to limit+1 events from each wanted table, merged by seq.
+
+        The two tables are read by two statements, i.e. two snapshots: a commit between them
+        could show a newer row of one table without an older row of the other, and a reader
+        that advanced its cursor past it would skip that row forever. So every read is bounded
+        by the head seq read FIRST: all rows at or below it were committed with it, so both
+        statements see all of them, and nothing above it is returned until the next read.
+        """
+        head_rows = await _fetch(conn, "SELECT last_seq FROM stream_meta WHERE id = 1")
+        head = int(head_rows[0]["last_seq"])
+        descending = before is not None and after is None
+        events: list[StoredEvent] = []
+        for kind, (terms, params) in where.items():
+            terms = [*terms, "seq <= ?"]
+            params = [*params, head]
+            if after is not None:
+                terms.append("seq > ?")
+                params.append(after)
+            if before is not None:
+                terms.append("seq < ?")
+                params.append(before)
+            sql = (
+                f"SELECT {', '.join(COLUMNS[kind])} FROM {TABLES[kind]} WHERE {' AND '.join(terms)} "
+                f"ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT {int(limit) + 1}"
+            )
+            rows = await _fetch(conn, sql, params)
+            events.extend(StoredEvent(kind, row["seq"], row) for row in rows)
+        events.sort(key=lambda e: e.seq, reverse=descending)
+        return events
 
     async def read_events(
         self,
@@ -702,26 +735,12 @@ class SqliteStore:
         limit: int = 100,
     ) -> tuple[list[StoredEvent], bool]:
         descending = before is not None and after is None
-        events: list[StoredEvent] = []
-        for kind in KINDS:
-            if not flt.wants(kind):
-                continue
-            terms, params = filter_sql(kind, flt)
-            if after is not None:
-                terms.append("seq > ?")
-                params.append(after)
-            if before is not None:
-                terms.append("seq < ?")
-                params.append(before)
-            where = " AND ".join(terms) or "1"
-            order = "DESC" if descending else "ASC"
-            sql = (
-                f"SELECT {', '.join(COLUMNS[kind])} FROM {TABLES[kind]} WHERE {where} "
-                f"ORDER BY seq {order} LIMIT {int(limit) + 1}"
-            )
-            rows = await self._query(sql, params)
-            events.extend(StoredEvent(kind, row["seq"], row) for row in rows)
-        events.sort(key=lambda e: e.seq, reverse=descending)
+        where = {kind: filter_sql(kind, flt) for kind in KINDS if flt.wants(kind)}
+        conn = await self._readers.get()
+        try:
+            events = await self._read_both(conn, where, after, before, limit)
+        finally:
+            self._readers.put_nowait(conn)
         has_more = len(events) > limit
         events = events[:limit]
         if descending:
