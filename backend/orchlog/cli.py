@@ -100,6 +100,174 @@ def migrate(db: str | None) -> None:
         click.echo(f"{path}: schema is up to date")
 
 
+URL_HELP = "Server URL (env ORCHLOG_URL). Default http://127.0.0.1:8000."
+TOKEN_HELP = "Bearer token (env ORCHLOG_TOKEN)."
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing new events as they are committed (like tail -f)."
+)
+@click.option(
+    "-n",
+    "--lines",
+    type=click.IntRange(0, 100_000),
+    default=None,
+    help="Start with the last N events (default 10).",
+)
+@click.option(
+    "--since", default=None, help="Only events at or after this time: 10m, 2h, 1d or an ISO-8601 time."
+)
+@click.option("--until", default=None, help="Only events before this time (same forms as --since).")
+@click.option(
+    "--after", type=click.IntRange(0), default=None, help="Start after this seq (0 = from the beginning)."
+)
+@click.option(
+    "--cursor-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Resume after the seq saved in this file, and keep saving the last printed seq there.",
+)
+@click.option("--agent", "agents", multiple=True, help="Only this agent (name or id). Repeat for several.")
+@click.option(
+    "-p",
+    "--level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+    default=None,
+    help="Minimum level.",
+)
+@click.option("--type", "types", multiple=True, help="Only this event_type (e.g. PreToolUse). Repeatable.")
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    type=click.Choice(["hook", "response", "adw_step"]),
+    help="Only this event_category. Repeatable.",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(["agent", "system"]),
+    default=None,
+    help="Only agent logs or only system logs.",
+)
+@click.option("--task", default=None, help="Only this task_slug.")
+@click.option(
+    "--grep", default=None, help="Only events whose text contains PATTERN (case-insensitive), highlighted."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json", "raw"]),
+    default="text",
+    show_default=True,
+    help="text: a readable line per event; json: a JSON object per line (with seq); raw: content only.",
+)
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="auto: only on a terminal, and never when NO_COLOR is set.",
+)
+@click.option("--timestamps", is_flag=True, help="Full UTC timestamps instead of the local time of day.")
+@click.option(
+    "--url", envvar="ORCHLOG_URL", default="http://127.0.0.1:8000", show_default=True, help=URL_HELP
+)
+@click.option("--token", envvar="ORCHLOG_TOKEN", default=None, help=TOKEN_HELP)
+def tail(**kw: Any) -> None:
+    """Print events from a running server, and follow new ones with -f.
+
+    \b
+    Never shows an event twice or skips one: it reconnects by itself and resumes after the
+    last printed seq, and --cursor-file carries that position across runs.
+    \b
+    Examples:
+        orchlog tail -f                                # last 10, then live
+        orchlog tail -f --agent builder -p warning     # one agent, warnings and worse
+        orchlog tail --since 1h -o json | jq .data     # the last hour as JSON lines
+        orchlog tail -f --cursor-file ~/.orchlog.cur   # pick up where the last run stopped
+    \b
+    Exit codes: 0 done, 2 bad usage, 3 authentication refused, 130 interrupted.
+    """
+    import os
+
+    from .tail import TailOptions, run_tail
+
+    color = kw.pop("color")
+    use_color = color == "always" or (
+        color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    )
+    level = kw.pop("level")
+    options = TailOptions(
+        url=kw.pop("url"),
+        token=kw.pop("token"),
+        color=use_color,
+        level=level.upper() if level else None,
+        **kw,
+    )
+    sys.exit(run_tail(options))
+
+
+@main.command()
+@click.option(
+    "--kind",
+    type=click.Choice(["agent", "system"]),
+    default="system",
+    show_default=True,
+    help="What plain-text lines become.",
+)
+@click.option("--agent", default=None, help="Agent name or id (required for --kind agent).")
+@click.option("--level", default="INFO", show_default=True, help="Level for plain-text lines.")
+@click.option(
+    "--type", "event_type", default="text", show_default=True, help="event_type for plain-text agent lines."
+)
+@click.option(
+    "--category", default="response", show_default=True, type=click.Choice(["hook", "response", "adw_step"])
+)
+@click.option(
+    "--spool",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Keep unsent events in this SQLite file while the server is down.",
+)
+@click.option(
+    "--url", envvar="ORCHLOG_URL", default="http://127.0.0.1:8000", show_default=True, help=URL_HELP
+)
+@click.option("--token", envvar="ORCHLOG_TOKEN", default=None, help=TOKEN_HELP)
+def post(
+    kind: str,
+    agent: str | None,
+    level: str,
+    event_type: str,
+    category: str,
+    spool: str | None,
+    url: str,
+    token: str | None,
+) -> None:
+    """Post events read from stdin, one per line: a JSON object, or plain text.
+
+    \b
+    Batches, retries (idempotently) and prints a summary to stderr:
+        my-agent 2>&1 | orchlog post --kind system --level INFO
+        cat events.ndjson | orchlog post
+    """
+    from .post import run_post
+
+    sys.exit(
+        run_post(
+            sys.stdin,
+            kind=kind,
+            agent=agent,
+            level=level,
+            event_type=event_type,
+            category=category,
+            spool=spool,
+            url=url,
+            token=token,
+        )
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     logging.basicConfig()
     main()
