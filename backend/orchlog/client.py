@@ -197,6 +197,7 @@ class AsyncClient:
         tail: int | None = None,
         reconnect: bool = True,
         max_backoff: float = 10.0,
+        batch: bool = True,
         **filters: Any,
     ) -> AsyncIterator[dict[str, Any]]:
         """Every frame of the live stream, reconnecting by itself and resuming after the last seq.
@@ -213,6 +214,8 @@ class AsyncClient:
         attempt = 0
         while True:
             params: dict[str, Any] = dict(filters)
+            if batch:
+                params["batch"] = 1  # several events per frame: far cheaper at high rates
             if last is not None:
                 params["after"] = last
             elif first_tail is not None:

@@ -56,6 +56,7 @@ class Runtime:
     def begin_shutdown(self) -> None:
         """Tell every stream to flush and close (safe to call more than once, from the loop)."""
         self.stopping.set()
+        self.hub.wake_all()
 
     async def stop(self) -> None:
         self.begin_shutdown()

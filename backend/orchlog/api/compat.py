@@ -93,6 +93,8 @@ async def ws(websocket: WebSocket) -> None:
     def encode(frame: Frame) -> str | list[str] | None:
         if isinstance(frame, Event):
             return frame.encoded("compat", encode_compat)
+        if isinstance(frame, list):
+            return [event.encoded("compat", encode_compat) for event in frame]
         kind = frame.get("type")
         if kind in ("agent", "relay"):
             return [orjson.dumps(m).decode() for m in compat_messages(frame)]

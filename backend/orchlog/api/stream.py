@@ -45,12 +45,16 @@ def follow_spec(params: Mapping[str, Sequence[str]], last_event_id: str | None =
     if after is not None and tail is not None:
         raise BadParameter("tail", "give either after or tail, not both")
     epoch = one("epoch")
-    return FollowSpec(filter=flt, after=after, tail=tail if after is None else None, epoch=epoch)
+    batch = (one("batch") or "").lower() in ("1", "true", "yes")
+    return FollowSpec(filter=flt, after=after, tail=tail if after is None else None, epoch=epoch, batch=batch)
 
 
 def encode(frame: Frame) -> str:
     if isinstance(frame, Event):
         return frame.native
+    if isinstance(frame, list):
+        # the events are already encoded once for everybody: splice, do not re-encode
+        return '{"type":"events","items":[' + ",".join(event.native for event in frame) + "]}"
     return orjson.dumps(frame).decode()
 
 
@@ -82,8 +86,8 @@ async def run_socket(
     lock = asyncio.Lock()
 
     async def send(text: str) -> None:
-        async with lock:
-            await asyncio.wait_for(ws.send_text(text), send_timeout)
+        async with lock, asyncio.timeout(send_timeout):  # a timer, not a task per send
+            await ws.send_text(text)
 
     async def pump() -> int:
         async for frame in frames:
@@ -147,7 +151,9 @@ async def stream_sse(request: Request) -> Response:
     async def body() -> AsyncGenerator[str, None]:
         yield "retry: 2000\n\n"
         async for frame in follower.frames():
-            if isinstance(frame, Event):
+            if isinstance(frame, list):
+                yield "".join(f"event: {e.kind}\nid: {e.seq}\ndata: {e.native}\n\n" for e in frame)
+            elif isinstance(frame, Event):
                 yield f"event: {frame.kind}\nid: {frame.seq}\ndata: {frame.native}\n\n"
             elif frame.get("type") == "heartbeat":
                 yield f": heartbeat head_seq={frame.get('head_seq')}\n\n"

@@ -30,6 +30,7 @@ class FollowSpec:
     after: int | None = None  # resume after this seq (0 = from the start)
     tail: int | None = None  # or: the last N matching, then live
     epoch: str | None = None  # the client's idea of the database; a mismatch gives `reset`
+    batch: bool = False  # yield lists of events (one `events` frame each) instead of one by one
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class FollowConfig:
     heartbeat_s: float = 15.0
 
 
-Frame = Event | dict[str, Any]
+Frame = Event | list[Event] | dict[str, Any]
+MAX_BATCH = 1000
 
 
 class Follower:
@@ -85,13 +87,13 @@ class Follower:
             yield {"type": "reset", "floor_seq": meta.floor_seq, "reason": reset, "after": cursor}
         if self.spec.tail is not None and self.spec.tail > 0:
             events, _ = await self.store.read_events(flt, before=meta.head_seq + 1, limit=self.spec.tail)
-            for stored in events:
-                yield Event.of(stored)
+            async for frame in self._emit([Event.of(stored) for stored in events]):
+                yield frame
         if self.spec.tail is not None:
             cursor = meta.head_seq
         self.cursor = cursor
-        async for event in self._replay():
-            yield event
+        async for frame in self._replay():
+            yield frame
         yield {"type": "live", "seq": self.cursor}
         while not self.stopping.is_set():
             sub = self._sub
@@ -101,48 +103,64 @@ class Follower:
                 continue
             while sub.notices:
                 yield sub.notices.popleft()
-            queued = sub.pop()
-            if queued is not None:
-                if queued.seq > self.cursor:
-                    self.cursor = queued.seq
-                    yield queued
+            fresh = self._take(sub)
+            if fresh:
+                async for frame in self._emit(fresh):
+                    yield frame
                 continue
             if sub.overflowed:
                 # we fell behind: leave the fan-out, read the database at our own pace, rejoin
                 self.catchups += 1
                 self.hub.unsubscribe(sub)
                 self._sub = self.hub.subscribe(flt)
-                async for event in self._replay():
-                    yield event
+                async for frame in self._replay():
+                    yield frame
             elif sub.closed:
                 return
         # shutting down: hand over everything committed so far, then the transport says 1001
-        async for event in self._replay():
-            yield event
+        async for frame in self._replay():
+            yield frame
+
+    def _take(self, sub: Subscription) -> list[Event]:
+        """Queued events above the cursor: one at a time, or everything queued when batching."""
+        out: list[Event] = []
+        limit = MAX_BATCH if self.spec.batch else 1
+        while len(out) < limit:
+            event = sub.pop()
+            if event is None:
+                break
+            if event.seq > self.cursor:
+                self.cursor = event.seq
+                out.append(event)
+        return out
+
+    async def _emit(self, events: list[Event]) -> AsyncGenerator[Frame, None]:
+        if not events:
+            return
+        if self.spec.batch:
+            for start in range(0, len(events), MAX_BATCH):
+                yield events[start : start + MAX_BATCH]
+        else:
+            for event in events:
+                yield event
 
     async def _wait(self, sub: Subscription) -> bool:
-        if sub.events or sub.notices or sub.overflowed or sub.closed:
+        """Wait for events, notices, overflow, close or shutdown (the runtime pokes every
+        subscription when it starts stopping); False when the heartbeat interval passed."""
+        if self.stopping.is_set():
             return True
-        stop = asyncio.ensure_future(self.stopping.wait())
-        got = asyncio.ensure_future(sub.wait(self.config.heartbeat_s))
-        try:
-            done, _ = await asyncio.wait({stop, got}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            got.cancel()
-        if stop in done:
-            return True
-        return bool(got.result()) if got in done and not got.cancelled() else True
+        return await sub.wait(self.config.heartbeat_s)
 
-    async def _replay(self) -> AsyncGenerator[Event, None]:
+    async def _replay(self) -> AsyncGenerator[Frame, None]:
         """Everything matching after the cursor, from the database, in pages."""
         while True:
             events, more = await self.store.read_events(
                 self.spec.filter, after=self.cursor, limit=self.config.replay_page
             )
-            for stored in events:
-                self.cursor = stored.seq
-                yield Event.of(stored)
+            if events:
+                self.cursor = events[-1].seq
+            async for frame in self._emit([Event.of(stored) for stored in events]):
+                yield frame
             if not more:
                 return
 

@@ -111,10 +111,15 @@ class Subscription:
             return True
         self._wake.clear()
         try:
-            await asyncio.wait_for(self._wake.wait(), within)
+            async with asyncio.timeout(within):  # no task per wait (unlike wait_for)
+                await self._wake.wait()
         except TimeoutError:
             return False
         return True
+
+    def poke(self) -> None:
+        """Wake the waiting follower without queuing anything (e.g. the server is stopping)."""
+        self._wake.set()
 
 
 class Hub:
@@ -177,6 +182,11 @@ class Hub:
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
 
+    def wake_all(self) -> None:
+        """Make every follower look at its state now (used when the server starts stopping)."""
+        for sub in self._subs:
+            sub.poke()
+
     def notify(self, notice: dict[str, Any], agent_id: str | None = None) -> None:
         """Entity changes (not sequenced) to every subscriber that may see that agent."""
         for sub in self._subs:
@@ -189,7 +199,8 @@ class Hub:
         while True:
             try:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                    async with asyncio.timeout(self._poll_interval):
+                        await self._wake.wait()
                 announced = self._wake.is_set()
                 self._wake.clear()
                 if announced or await self._store.changed():
