@@ -112,12 +112,12 @@ class Store(Protocol):
 
     async def head_seq(self) -> int: ...
 
-    async def changed(self) -> bool:
-        """True if another connection committed since the last call (cheap; polled by the hub)."""
-        ...
-
     async def tail(self, after: int, limit: int) -> list[StoredEvent]:
         """Every event with seq > after, ascending, at most ``limit`` (the hub's one read)."""
+        ...
+
+    async def poll_tail(self, after: int, limit: int) -> list[StoredEvent] | None:
+        """``None`` if nothing was committed since the last poll, else ``tail(after, limit)``."""
         ...
 
     async def read_events(

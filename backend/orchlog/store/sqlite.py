@@ -1,10 +1,11 @@
-"""SQLite driver: one write connection on its own thread, a small pool of aiosqlite readers.
+"""SQLite driver: one write connection on its own thread, a small pool of reader threads.
 
-Why a dedicated write thread instead of aiosqlite for writes: a batch is one transaction with a
-savepoint per request, and each aiosqlite call is a thread hop (~80-100 µs). Running the whole
-batch as one function on the write thread costs one hop per batch, the pattern datasette uses.
-Readers use aiosqlite; the hub gets its own reader so ``PRAGMA data_version`` tells it when
-another process committed to the same file.
+Why threads with plain sqlite3 connections instead of aiosqlite: each aiosqlite call is a thread
+hop (~80-100 µs of mostly CPU). A write batch is one transaction with a savepoint per request and
+a two-table read is three statements; running each as ONE function on the connection's own
+thread costs one hop, the pattern datasette uses. The hub gets its own reader so
+``PRAGMA data_version`` tells it when another process committed to the same file, and polling
+plus reading the new rows is a single hop.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiosqlite
 import orjson
 
 from ..config import Settings
@@ -579,13 +579,99 @@ def _as_client_error(exc: Exception) -> Exception:
     return exc
 
 
+# ---------------------------------------------------------------- readers
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    cur = conn.execute(sql, params)
+    cur.row_factory = _row_factory
+    rows: list[dict[str, Any]] = cur.fetchall()
+    return rows
+
+
+def read_both(
+    conn: sqlite3.Connection,
+    where: dict[str, tuple[list[str], list[Any]]],
+    after: int | None,
+    before: int | None,
+    limit: int,
+) -> list[StoredEvent]:
+    """Up to limit+1 events from each wanted table, merged by seq (runs on a reader thread).
+
+    The two tables are read by two statements, i.e. two snapshots: a commit between them
+    could show a newer row of one table without an older row of the other, and a reader
+    that advanced its cursor past it would skip that row forever. So every read is bounded
+    by the head seq read FIRST: all rows at or below it were committed with it, so both
+    statements see all of them, and nothing above it is returned until the next read.
+    """
+    head = int(conn.execute("SELECT last_seq FROM stream_meta WHERE id = 1").fetchone()[0])
+    descending = before is not None and after is None
+    events: list[StoredEvent] = []
+    for kind, (terms, params) in where.items():
+        terms = [*terms, "seq <= ?"]
+        params = [*params, head]
+        if after is not None:
+            terms.append("seq > ?")
+            params.append(after)
+        if before is not None:
+            terms.append("seq < ?")
+            params.append(before)
+        sql = (
+            f"SELECT {', '.join(COLUMNS[kind])} FROM {TABLES[kind]} WHERE {' AND '.join(terms)} "
+            f"ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT {int(limit) + 1}"
+        )
+        events.extend(StoredEvent(kind, row["seq"], row) for row in _fetch(conn, sql, params))
+    events.sort(key=lambda e: e.seq, reverse=descending)
+    return events
+
+
+class _Reader:
+    """One read-only connection on its own thread: a whole read is ONE hop off the event loop
+    (aiosqlite would make each statement a hop; a two-table read is three statements)."""
+
+    def __init__(self, path: str, settings: Settings, name: str) -> None:
+        self.path = path
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.conn: sqlite3.Connection | None = None
+        self.data_version: int | None = None
+
+    async def open(self) -> None:
+        def _open() -> None:
+            conn = connect(self.path, self.settings)
+            conn.execute("PRAGMA query_only = ON")
+            self.conn = conn
+
+        await self.run(lambda _conn: None, opening=_open)
+
+    async def run(
+        self, fn: Callable[[sqlite3.Connection], T], *, opening: Callable[[], None] | None = None
+    ) -> T:
+        def call() -> T:
+            if opening is not None:
+                opening()
+            assert self.conn is not None
+            return fn(self.conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+
+    async def close(self) -> None:
+        def _close(conn: sqlite3.Connection) -> None:
+            conn.close()
+
+        if self.conn is not None:
+            await self.run(_close)
+            self.conn = None
+        self.executor.shutdown(wait=True)
+
+    def poll(self, conn: sqlite3.Connection) -> bool:
+        """True if any connection committed since the last poll (``PRAGMA data_version``)."""
+        version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        before, self.data_version = self.data_version, version
+        return before is not None and before != version
+
+
 # ---------------------------------------------------------------- the async store
-
-
-async def _fetch(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-    """Rows as dicts (the readers' row factory builds them on the reader thread)."""
-    rows: Any = await conn.execute_fetchall(sql, params)
-    return list(rows)
 
 
 class SqliteStore:
@@ -596,40 +682,27 @@ class SqliteStore:
         self.settings = settings
         self._executor: ThreadPoolExecutor | None = None
         self._writer: _Writer | None = None
-        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
-        self._all_readers: list[aiosqlite.Connection] = []
-        self._tail: aiosqlite.Connection | None = None
-        self._data_version: int | None = None
+        self._free: asyncio.Queue[_Reader] = asyncio.Queue()
+        self._readers: list[_Reader] = []
+        self._tail: _Reader | None = None
 
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orchlog-writer")
         conn = await self._on_writer(connect, self.path, self.settings)
         self._writer = _Writer(conn)
         await self._on_writer(migrate, conn)
-        for _ in range(self.settings.read_connections):
-            reader = await self._open_reader()
-            self._all_readers.append(reader)
-            self._readers.put_nowait(reader)
-        self._tail = await self._open_reader()
-
-    async def _open_reader(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(
-            self.path, isolation_level=None, timeout=self.settings.busy_timeout_ms / 1000
-        )
-        for pragma in (
-            f"PRAGMA busy_timeout = {int(self.settings.busy_timeout_ms)}",
-            "PRAGMA foreign_keys = ON",
-            f"PRAGMA synchronous = {self.settings.synchronous}",
-            "PRAGMA query_only = ON",
-        ):
-            await conn.execute(pragma)
-        conn.row_factory = _row_factory  # type: ignore[assignment]
-        return conn
+        for i in range(self.settings.read_connections):
+            reader = _Reader(self.path, self.settings, f"orchlog-reader-{i}")
+            await reader.open()
+            self._readers.append(reader)
+            self._free.put_nowait(reader)
+        self._tail = _Reader(self.path, self.settings, "orchlog-tail")
+        await self._tail.open()
 
     async def close(self) -> None:
-        for conn in [*self._all_readers, *([self._tail] if self._tail else [])]:
-            await conn.close()
-        self._all_readers.clear()
+        for reader in [*self._readers, *([self._tail] if self._tail else [])]:
+            await reader.close()
+        self._readers.clear()
         self._tail = None
         if self._writer is not None:
             writer = self._writer
@@ -650,12 +723,15 @@ class SqliteStore:
         assert self._executor is not None, "store is not open"
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        conn = await self._readers.get()
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        reader = await self._free.get()
         try:
-            return await _fetch(conn, sql, params)
+            return await reader.run(fn)
         finally:
-            self._readers.put_nowait(conn)
+            self._free.put_nowait(reader)
+
+    async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return await self._read(lambda conn: _fetch(conn, sql, params))
 
     # -- writes
     async def write_batch(self, ops: Sequence[WriteOp]) -> BatchResult:
@@ -676,55 +752,24 @@ class SqliteStore:
         rows = await self._query("SELECT last_seq FROM stream_meta WHERE id = 1")
         return int(rows[0]["last_seq"])
 
-    async def changed(self) -> bool:
-        assert self._tail is not None
-        rows = await _fetch(self._tail, "PRAGMA data_version")
-        version = rows[0]["data_version"]
-        before, self._data_version = self._data_version, int(version)
-        return before is not None and before != version
-
     async def tail(self, after: int, limit: int) -> list[StoredEvent]:
         assert self._tail is not None
-        events = await self._read_both(self._tail, {kind: ([], []) for kind in KINDS}, after, None, limit)
+        everything: dict[str, tuple[list[str], list[Any]]] = {kind: ([], []) for kind in KINDS}
+        events = await self._tail.run(lambda conn: read_both(conn, everything, after, None, limit))
         return events[:limit]
 
-    async def _read_both(
-        self,
-        conn: aiosqlite.Connection,
-        where: dict[str, tuple[list[str], list[Any]]],
-        after: int | None,
-        before: int | None,
-        limit: int,
-    ) -> list[StoredEvent]:
-        """Up to limit+1 events from each wanted table, merged by seq.
+    async def poll_tail(self, after: int, limit: int) -> list[StoredEvent] | None:
+        """One hop: None if nobody committed since the last poll, else ``tail(after, limit)``."""
+        tail = self._tail
+        assert tail is not None
+        everything: dict[str, tuple[list[str], list[Any]]] = {kind: ([], []) for kind in KINDS}
 
-        The two tables are read by two statements, i.e. two snapshots: a commit between them
-        could show a newer row of one table without an older row of the other, and a reader
-        that advanced its cursor past it would skip that row forever. So every read is bounded
-        by the head seq read FIRST: all rows at or below it were committed with it, so both
-        statements see all of them, and nothing above it is returned until the next read.
-        """
-        head_rows = await _fetch(conn, "SELECT last_seq FROM stream_meta WHERE id = 1")
-        head = int(head_rows[0]["last_seq"])
-        descending = before is not None and after is None
-        events: list[StoredEvent] = []
-        for kind, (terms, params) in where.items():
-            terms = [*terms, "seq <= ?"]
-            params = [*params, head]
-            if after is not None:
-                terms.append("seq > ?")
-                params.append(after)
-            if before is not None:
-                terms.append("seq < ?")
-                params.append(before)
-            sql = (
-                f"SELECT {', '.join(COLUMNS[kind])} FROM {TABLES[kind]} WHERE {' AND '.join(terms)} "
-                f"ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT {int(limit) + 1}"
-            )
-            rows = await _fetch(conn, sql, params)
-            events.extend(StoredEvent(kind, row["seq"], row) for row in rows)
-        events.sort(key=lambda e: e.seq, reverse=descending)
-        return events
+        def poll(conn: sqlite3.Connection) -> list[StoredEvent] | None:
+            if not tail.poll(conn):
+                return None
+            return read_both(conn, everything, after, None, limit)[:limit]
+
+        return await tail.run(poll)
 
     async def read_events(
         self,
@@ -736,11 +781,7 @@ class SqliteStore:
     ) -> tuple[list[StoredEvent], bool]:
         descending = before is not None and after is None
         where = {kind: filter_sql(kind, flt) for kind in KINDS if flt.wants(kind)}
-        conn = await self._readers.get()
-        try:
-            events = await self._read_both(conn, where, after, before, limit)
-        finally:
-            self._readers.put_nowait(conn)
+        events = await self._read(lambda conn: read_both(conn, where, after, before, limit))
         has_more = len(events) > limit
         events = events[:limit]
         if descending:

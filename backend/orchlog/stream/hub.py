@@ -150,7 +150,7 @@ class Hub:
 
     async def start(self) -> None:
         self.cursor = await self._store.head_seq()
-        await self._store.changed()  # prime data_version
+        await self._store.poll_tail(self.cursor, 1)  # prime data_version
         self._task = asyncio.create_task(self._run(), name="orchlog-hub")
 
     async def stop(self) -> None:
@@ -203,30 +203,35 @@ class Hub:
                         await self._wake.wait()
                 announced = self._wake.is_set()
                 self._wake.clear()
-                if announced or await self._store.changed():
-                    await self._drain()
+                if announced:
+                    rows = await self._store.tail(self.cursor, self._page)
+                else:
+                    # one hop: did anybody (another process) commit? if so, the new rows
+                    polled = await self._store.poll_tail(self.cursor, self._page)
+                    if polled is None:
+                        continue
+                    rows = polled
+                while rows:
+                    self._fan_out(rows)
+                    if len(rows) < self._page:
+                        break
+                    rows = await self._store.tail(self.cursor, self._page)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("hub read failed; retrying")
                 await asyncio.sleep(min(1.0, self._poll_interval * 20))
 
-    async def _drain(self) -> None:
-        while True:
-            rows = await self._store.tail(self.cursor, self._page)
-            if not rows:
-                return
-            self.reads += 1
-            for stored in rows:
-                event = Event.of(stored)
-                dropped = [
-                    sub
-                    for sub in self._subs
-                    if sub.filter.matches(event.kind, event.data) and not sub.offer(event)
-                ]
-                for sub in dropped:
-                    self._subs.discard(sub)
-                    self.overflows += 1
-            self.cursor = rows[-1].seq
-            if len(rows) < self._page:
-                return
+    def _fan_out(self, rows: list[StoredEvent]) -> None:
+        self.reads += 1
+        for stored in rows:
+            event = Event.of(stored)
+            dropped = [
+                sub
+                for sub in self._subs
+                if sub.filter.matches(event.kind, event.data) and not sub.offer(event)
+            ]
+            for sub in dropped:
+                self._subs.discard(sub)
+                self.overflows += 1
+        self.cursor = rows[-1].seq
