@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DB ?= ./orchlog.db
 
-.PHONY: run test test-long lint fmt clean
+.PHONY: run test test-long lint bench fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check backend tests
 	$(BIN)/ruff format --check backend tests
 	$(BIN)/mypy
+
+## bench: the standard benchmark set (about 10 minutes); writes bench-results.{json,md,png}
+bench: $(STAMP)
+	$(BIN)/python -m pip install --disable-pip-version-check -q 'matplotlib>=3.8' || echo 'no matplotlib: skipping the chart'
+	$(BIN)/orchlog bench
 
 fmt: $(STAMP)
 	$(BIN)/ruff format backend tests

@@ -268,6 +268,33 @@ def post(
     )
 
 
+@main.command()
+@click.argument("suites", nargs=-1, type=click.Choice(["ingest", "fanout", "catchup", "memory", "tail"]))
+@click.option("--quick", is_flag=True, help="Smaller runs (about a minute) for a smoke check.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Where to write bench-results.json/.md/.png.",
+)
+def bench(suites: tuple[str, ...], quick: bool, out_dir: str) -> None:
+    """Measure orchlog on this machine: ingest, fan-out, catch-up, memory, tail.
+
+    \b
+    Each figure is printed next to a baseline measured in the same run (raw sqlite3 executemany,
+    the naive one-commit-per-event pattern), so ratios stay comparable on noisy machines.
+    Starts real servers on free ports; needs nothing else. Without SUITES, runs them all.
+    """
+    from pathlib import Path
+
+    from .bench.run import SUITES, run
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    run(list(suites) or list(SUITES), quick, Path(out_dir))
+
+
 if __name__ == "__main__":  # pragma: no cover
     logging.basicConfig()
     main()

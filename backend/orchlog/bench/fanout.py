@@ -111,6 +111,10 @@ async def run_fanout(subscribers: int, rate: int, seconds: float, batch: bool) -
     )
 
 
+def one(subscribers: int, rate: int, seconds: float, batch: bool) -> dict[str, Any]:
+    return asyncio.run(run_fanout(subscribers, rate, seconds, batch))
+
+
 def main(subscribers: int = 100, rate: int = 1000, seconds: float = 5.0) -> list[dict[str, Any]]:
     out = []
     for batch in (False, True):

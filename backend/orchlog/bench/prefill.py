@@ -1,0 +1,42 @@
+"""Fill a fresh database with N events fast (raw executemany), for the replay benchmarks."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from ..config import Settings
+from ..models import AgentLogIn
+from ..store.sqlite import AGENT_COLS, _agent_row, _insert_sql, connect, migrate
+
+
+def prefill(db: Path, n: int, batch: int = 10_000) -> str:
+    """Returns the agent id; stream_meta.last_seq is set to n."""
+    conn = connect(str(db), Settings())
+    migrate(conn)
+    orch, agent = str(uuid.uuid4()), str(uuid.uuid4())
+    conn.execute("INSERT INTO orchestrator_agents (id) VALUES (?)", (orch,))
+    conn.execute(
+        "INSERT INTO agents (id, orchestrator_agent_id, name, model) VALUES (?, ?, 'bench', 'm')",
+        (agent, orch),
+    )
+    item = AgentLogIn(
+        agent_id=agent,
+        event_category="hook",
+        event_type="PreToolUse",
+        content="x" * 120,
+        payload={"tool": "Bash", "args": ["ls", "-la"], "n": 1},
+    )
+    sql = _insert_sql("agent_logs", AGENT_COLS)
+    for start in range(0, n, batch):
+        rows = []
+        for seq in range(start + 1, min(n, start + batch) + 1):
+            item.id = str(uuid.uuid4())
+            rows.append(_agent_row(item, seq))
+        conn.execute("BEGIN")
+        conn.executemany(sql, rows)
+        conn.execute("COMMIT")
+    conn.execute("UPDATE stream_meta SET last_seq = ? WHERE id = 1", (n,))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return agent

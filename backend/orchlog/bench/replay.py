@@ -1,0 +1,102 @@
+"""Catch-up (one subscriber replaying N stored events from after=0, batched frames), the tail
+CLI writing ``-o json`` to a file while the server replays, and idle-subscriber memory."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import connect
+
+from .common import ServerProcess, record, tmpdir
+from .prefill import prefill
+
+
+async def _replay(url: str, n: int) -> float:
+    started = time.perf_counter()
+    got = 0
+    async with connect(url, ping_interval=None, max_size=2**26, compression=None) as ws:
+        async for raw in ws:
+            frame = orjson.loads(raw)
+            kind = frame.get("type")
+            if kind == "events":
+                got += len(frame["items"])
+            elif kind in ("agent_log", "system_log"):
+                got += 1
+            elif kind == "live":
+                break
+    took = time.perf_counter() - started
+    assert got == n, f"replayed {got} of {n}"
+    return n / took
+
+
+def catchup(n: int) -> dict[str, Any]:
+    db = tmpdir() / "catchup.db"
+    prefill(db, n)
+    with ServerProcess(db) as srv:
+        batched = asyncio.run(_replay(f"{srv.ws}/api/v1/stream?after=0&batch=1", n))
+        some = min(n, 100_000)  # one frame per event is slower: replay the last 100k only
+        single = asyncio.run(_replay(f"{srv.ws}/api/v1/stream?after={n - some}", some))
+    return record("catchup", events=n, batched_events_per_s=round(batched), single_events_per_s=round(single))
+
+
+def tail_cli(n: int) -> dict[str, Any]:
+    db = tmpdir() / "tail.db"
+    prefill(db, n)
+    out = Path(str(db) + ".out")
+    with ServerProcess(db) as srv:
+        started = time.perf_counter()
+        with open(out, "wb") as fh:
+            subprocess.run(
+                [sys.executable, "-m", "orchlog", "tail", "--url", srv.url, "--after", "0", "-o", "json"],
+                stdout=fh,
+                check=True,
+                timeout=600,
+            )
+        took = time.perf_counter() - started
+    with open(out, "rb") as fh:
+        lines = sum(1 for _ in fh)
+    assert lines == n, f"tail wrote {lines} of {n} lines"
+    return record("tail_cli", events=n, events_per_s=round(n / took))
+
+
+async def _idle(url: str, count: int, srv: ServerProcess) -> tuple[int, int]:
+    before = srv.rss_kb()
+    sockets = []
+    for _ in range(count):
+        ws = await connect(url, ping_interval=None, compression=None)
+        await ws.recv()  # hello
+        sockets.append(ws)
+    await asyncio.sleep(1.0)  # let the server settle (allocations, GC) before reading RSS
+    after = srv.rss_kb()
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    return before, after
+
+
+def memory(counts: tuple[int, ...] = (1000, 5000)) -> list[dict[str, Any]]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the server
+    out = []
+    for count in counts:
+        if count + 100 > hard:
+            out.append(record("memory", subscribers=count, skipped=f"open-file limit {hard}"))
+            continue
+        with ServerProcess(tmpdir() / "mem.db", env={"ORCHLOG_MAX_SUBSCRIBERS": str(count + 10)}) as srv:
+            before, after = asyncio.run(_idle(f"{srv.ws}/api/v1/stream", count, srv))
+        out.append(
+            record(
+                "memory",
+                subscribers=count,
+                rss_before_kb=before,
+                rss_after_kb=after,
+                kb_per_subscriber=round((after - before) / count, 1),
+            )
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return out

@@ -1,0 +1,82 @@
+"""``orchlog bench``: run the standard set, print a table, write bench-results.json/.md (+ PNG).
+
+Every server figure sits next to a baseline measured in the same run (raw sqlite3 executemany,
+the naive per-row commit) so noisy shared machines still give comparable ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import fanout, ingest, replay
+
+SUITES: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
+    "ingest": lambda quick: ingest.main(quick),
+    "fanout": lambda quick: [
+        *fanout.main(100, 1000, 3.0 if quick else 5.0),
+        *([] if quick else [fanout.one(1000, 100, 5.0, True)]),
+    ],
+    "catchup": lambda quick: [replay.catchup(200_000 if quick else 1_000_000)],
+    "memory": lambda quick: replay.memory((1000,) if quick else (1000, 5000)),
+    "tail": lambda quick: [replay.tail_cli(50_000 if quick else 200_000)],
+}
+
+
+def to_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| benchmark | figures |", "|---|---|"]
+    for row in rows:
+        figures = ", ".join(f"{k}={v}" for k, v in row.items() if k != "name")
+        lines.append(f"| {row['name']} | {figures} |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: list[dict[str, Any]], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    ingest_rows = [r for r in rows if r["name"].startswith("ingest")]
+    if not ingest_rows:
+        return False
+    labels = [
+        r["name"].replace("ingest_", "") + (f"\n{r['clients']}c x {r['batch']}" if "batch" in r else "")
+        for r in ingest_rows
+    ]
+    values = [r["events_per_s"] for r in ingest_rows]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.bar(labels, values, color="#4c78a8")
+    ax.set_ylabel("events/s committed")
+    ax.set_title("orchlog ingest vs baselines (same run)")
+    fig.tight_layout()
+    fig.savefig(path)
+    return True
+
+
+def run(names: list[str], quick: bool, out_dir: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        started = time.monotonic()
+        result = SUITES[name](quick)
+        for row in result:
+            print(json.dumps(row), flush=True)
+        rows.extend(result)
+        print(f"# {name}: {time.monotonic() - started:.0f}s", flush=True)
+    meta = {
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "quick": quick,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (out_dir / "bench-results.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    (out_dir / "bench-results.md").write_text(to_markdown(rows))
+    if chart(rows, out_dir / "bench-results.png"):
+        print("# chart: bench-results.png")
+    return rows
