@@ -30,9 +30,7 @@ def free_port() -> int:
 class Server:
     """One `orchlog serve` subprocess."""
 
-    def __init__(
-        self, db: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
-    ) -> None:
+    def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None) -> None:
         self.db = db
         self.port = port or free_port()
         self.args = args
@@ -76,9 +74,7 @@ class Server:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"server did not answer /healthz in {timeout}s: {self.log_text()[-2000:]}"
-                )
+                raise AssertionError(f"server did not answer /healthz in {timeout}s: {self.log_text()[-2000:]}")
             time.sleep(0.05)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
@@ -150,9 +146,7 @@ def agent_event(agent_id: str, text: str = "hello", **extra: Any) -> dict[str, A
     }
 
 
-async def history(
-    client: httpx.AsyncClient, params: dict[str, Any] | None = None, after: int = 0
-) -> list[dict]:
+async def history(client: httpx.AsyncClient, params: dict[str, Any] | None = None, after: int = 0) -> list[dict]:
     """Every matching event after `after`, following next_after."""
     out: list[dict] = []
     while True:

@@ -35,9 +35,7 @@ async def new_orch(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
     return await create(client, "/api/v1/orchestrator-agents", {"system_prompt": "orch", **fields})
 
 
-async def new_agent(
-    client: httpx.AsyncClient, orch: str, name: str | None = None, **fields: Any
-) -> dict[str, Any]:
+async def new_agent(client: httpx.AsyncClient, orch: str, name: str | None = None, **fields: Any) -> dict[str, Any]:
     body = {
         "orchestrator_agent_id": orch,
         "name": name or f"a-{uuid.uuid4().hex[:8]}",
@@ -106,9 +104,7 @@ async def test_orchestrator_invalid_input_is_422(mclient: httpx.AsyncClient) -> 
         ({"input_tokens": -1}, "input_tokens"),
     ]
     for body, field in cases:
-        error = assert_error(
-            await mclient.post("/api/v1/orchestrator-agents", json=body), 422, "validation_failed"
-        )
+        error = assert_error(await mclient.post("/api/v1/orchestrator-agents", json=body), 422, "validation_failed")
         assert error["details"][0]["field"] == field, (body, error)
     session = f"dup-{uuid.uuid4().hex}"
     await new_orch(mclient, session_id=session)
@@ -123,9 +119,7 @@ async def test_orchestrator_list_filters(mclient: httpx.AsyncClient) -> None:
     idle = await new_orch(mclient, status="idle")
     ids = await list_ids(mclient, "/api/v1/orchestrator-agents", status="blocked", limit=1000)
     assert blocked["id"] in ids and idle["id"] not in ids
-    assert await list_ids(mclient, "/api/v1/orchestrator-agents", session_id=blocked["session_id"]) == [
-        blocked["id"]
-    ]
+    assert await list_ids(mclient, "/api/v1/orchestrator-agents", session_id=blocked["session_id"]) == [blocked["id"]]
     everything = await list_ids(mclient, "/api/v1/orchestrator-agents", limit=1000)
     assert {blocked["id"], idle["id"]} <= set(everything)
 
@@ -136,9 +130,7 @@ async def test_orchestrator_list_filters(mclient: httpx.AsyncClient) -> None:
 async def test_agent_create_get_and_defaults(mclient: httpx.AsyncClient) -> None:
     """POST /agents → 201 with every column and defaults; GET returns the same row."""
     orch = await new_orch(mclient)
-    row = await new_agent(
-        mclient, orch["id"], "builder", system_prompt="build", git_worktree="/wt", adw_id="adw-9"
-    )
+    row = await new_agent(mclient, orch["id"], "builder", system_prompt="build", git_worktree="/wt", adw_id="adw-9")
     assert set(row) == AGENT_FIELDS
     assert row["orchestrator_agent_id"] == orch["id"] and row["name"] == "builder" and row["model"] == "m"
     assert (row["input_tokens"], row["output_tokens"], row["total_cost"], row["archived"]) == (0, 0, 0, False)
@@ -155,18 +147,14 @@ async def test_agent_list_filters(mclient: httpx.AsyncClient) -> None:
     assert sorted(await list_ids(mclient, "/api/v1/agents", orchestrator_agent_id=orch1["id"])) == sorted(
         [a["id"], b["id"]]
     )
-    assert await list_ids(
-        mclient, "/api/v1/agents", orchestrator_agent_id=orch1["id"].upper(), name="beta"
-    ) == [b["id"]]
-    assert sorted(
-        await list_ids(mclient, "/api/v1/agents", name="alpha", status="idle", limit=1000)
-    ) >= sorted([a["id"], c["id"]])
-    assert (
-        await list_ids(mclient, "/api/v1/agents", orchestrator_agent_id=orch2["id"], status="executing") == []
+    assert await list_ids(mclient, "/api/v1/agents", orchestrator_agent_id=orch1["id"].upper(), name="beta") == [
+        b["id"]
+    ]
+    assert sorted(await list_ids(mclient, "/api/v1/agents", name="alpha", status="idle", limit=1000)) >= sorted(
+        [a["id"], c["id"]]
     )
-    assert set(
-        await list_ids(mclient, "/api/v1/agents", orchestrator_agent_id=orch1["id"], archived="false")
-    ) == {
+    assert await list_ids(mclient, "/api/v1/agents", orchestrator_agent_id=orch2["id"], status="executing") == []
+    assert set(await list_ids(mclient, "/api/v1/agents", orchestrator_agent_id=orch1["id"], archived="false")) == {
         a["id"],
         b["id"],
     }
@@ -203,9 +191,7 @@ async def test_agent_name_unique_per_orchestrator(mclient: httpx.AsyncClient) ->
     name under another orchestrator is fine."""
     orch1, orch2 = await new_orch(mclient), await new_orch(mclient)
     await new_agent(mclient, orch1["id"], "twin")
-    r = await mclient.post(
-        "/api/v1/agents", json={"orchestrator_agent_id": orch1["id"], "name": "twin", "model": "m"}
-    )
+    r = await mclient.post("/api/v1/agents", json={"orchestrator_agent_id": orch1["id"], "name": "twin", "model": "m"})
     error = assert_error(r, 422, "validation_failed")
     assert error["details"][0]["field"] == "name", error
     await new_agent(mclient, orch2["id"], "twin")
@@ -273,9 +259,7 @@ async def test_patch_rename_to_taken_name_is_422(mclient: httpx.AsyncClient) -> 
     orch = await new_orch(mclient)
     await new_agent(mclient, orch["id"], "left")
     right = await new_agent(mclient, orch["id"], "right")
-    assert_error(
-        await mclient.patch(f"/api/v1/agents/{right['id']}", json={"name": "left"}), 422, "validation_failed"
-    )
+    assert_error(await mclient.patch(f"/api/v1/agents/{right['id']}", json={"name": "left"}), 422, "validation_failed")
     assert (await get(mclient, f"/api/v1/agents/{right['id']}"))["name"] == "right"
 
 
@@ -335,9 +319,7 @@ async def test_delete_agent_archives_it_and_its_logs_stay(mclient: httpx.AsyncCl
     lists it; the agent's logs stay readable in history."""
     orch = await new_orch(mclient)
     agent = await new_agent(mclient, orch["id"])
-    r = await mclient.post(
-        "/api/v1/agent-logs", json=[agent_event(agent["id"], f"log {i}") for i in range(3)]
-    )
+    r = await mclient.post("/api/v1/agent-logs", json=[agent_event(agent["id"], f"log {i}") for i in range(3)])
     assert r.status_code == 201, r.text
     r = await mclient.delete(f"/api/v1/agents/{agent['id']}")
     assert r.status_code == 200, r.text
@@ -373,12 +355,8 @@ async def test_prompts_create_get_and_list(mclient: httpx.AsyncClient) -> None:
     assert p1["timestamp"] == "2024-05-01T10:00:00.000000Z"
     assert TS_FORMAT.match(p2["timestamp"]) and p3["agent_id"] is None
     assert await get(mclient, f"/api/v1/prompts/{p1['id']}") == p1
-    assert sorted(await list_ids(mclient, "/api/v1/prompts", agent_id=agent["id"])) == sorted(
-        [p1["id"], p2["id"]]
-    )
-    assert await list_ids(mclient, "/api/v1/prompts", agent_id=agent["id"], author="orchestrator_agent") == [
-        p2["id"]
-    ]
+    assert sorted(await list_ids(mclient, "/api/v1/prompts", agent_id=agent["id"])) == sorted([p1["id"], p2["id"]])
+    assert await list_ids(mclient, "/api/v1/prompts", agent_id=agent["id"], author="orchestrator_agent") == [p2["id"]]
     assert await list_ids(mclient, "/api/v1/prompts", task_slug="t-1") == [p1["id"]]
     assert await list_ids(mclient, "/api/v1/prompts", session_id="ps-1") == [p1["id"]]
 

@@ -353,9 +353,7 @@ async def test_filter(hc: httpx.AsyncClient, seeded: Seeded, name: str, case: An
 
 
 @pytest.mark.parametrize("param", ["agent_id", "event_category", "event_type", "task_slug"])
-async def test_agent_only_filters_exclude_system_logs(
-    hc: httpx.AsyncClient, seeded: Seeded, param: str
-) -> None:
+async def test_agent_only_filters_exclude_system_logs(hc: httpx.AsyncClient, seeded: Seeded, param: str) -> None:
     """Filters on agent-only fields never return system logs."""
     value = {
         "agent_id": seeded.agents[0],
@@ -386,9 +384,7 @@ async def test_agent_only_filters_exclude_system_logs(
         ({"until": "2024-13-45"}, "until"),
     ],
 )
-async def test_bad_parameter_is_400_naming_it(
-    hc: httpx.AsyncClient, params: dict[str, str], name: str
-) -> None:
+async def test_bad_parameter_is_400_naming_it(hc: httpx.AsyncClient, params: dict[str, str], name: str) -> None:
     """A parameter that does not parse → 400 bad_parameter whose message and details name it."""
     error = assert_error(await hc.get("/api/v1/events", params=params), 400, "bad_parameter")
     assert name in error["message"], error
@@ -397,9 +393,7 @@ async def test_bad_parameter_is_400_naming_it(
 
 async def test_before_not_above_after_is_400(hc: httpx.AsyncClient) -> None:
     """after=10&before=5 is an empty contradiction → 400 naming before/after."""
-    error = assert_error(
-        await hc.get("/api/v1/events", params={"after": 10, "before": 5}), 400, "bad_parameter"
-    )
+    error = assert_error(await hc.get("/api/v1/events", params={"after": 10, "before": 5}), 400, "bad_parameter")
     assert error["details"][0]["field"] in ("before", "after")
 
 
@@ -411,9 +405,7 @@ async def test_paging_is_stable_while_another_task_posts(server: Server) -> None
     order, ending with exactly the final history (unfiltered and filtered by kind)."""
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         _orch, agents = await make_agents(client, 2)
-        r = await client.post(
-            "/api/v1/agent-logs", json=[agent_event(agents[0], f"pre {i}") for i in range(100)]
-        )
+        r = await client.post("/api/v1/agent-logs", json=[agent_event(agents[0], f"pre {i}") for i in range(100)])
         assert r.status_code == 201
         done = asyncio.Event()
         rng = random.Random(3)
@@ -424,13 +416,9 @@ async def test_paging_is_stable_while_another_task_posts(server: Server) -> None
                     items = []
                     for i in range(rng.randint(1, 10)):
                         if rng.random() < 0.5:
-                            items.append(
-                                {"kind": "agent_log", **agent_event(rng.choice(agents), f"w{n}.{i}")}
-                            )
+                            items.append({"kind": "agent_log", **agent_event(rng.choice(agents), f"w{n}.{i}")})
                         else:
-                            items.append(
-                                {"kind": "system_log", "message": f"w{n}.{i}", "id": str(uuid.uuid4())}
-                            )
+                            items.append({"kind": "system_log", "message": f"w{n}.{i}", "id": str(uuid.uuid4())})
                     r = await client.post("/api/v1/events", json=items)
                     assert r.status_code == 201, r.text
             finally:
@@ -447,9 +435,7 @@ async def test_paging_is_stable_while_another_task_posts(server: Server) -> None
                 if finished and not body["has_more"]:
                     return seen
 
-        _, everything, agent_only_seen = await asyncio.gather(
-            writer(), reader({}), reader({"kind": "agent_log"})
-        )
+        _, everything, agent_only_seen = await asyncio.gather(writer(), reader({}), reader({"kind": "agent_log"}))
         final = await history(client)
         assert [e["seq"] for e in everything] == [e["seq"] for e in final]
         assert everything == final

@@ -152,9 +152,7 @@ async def send_until_answered(
             writer.write((b"%x\r\n" % len(chunk) + chunk + b"\r\n") if chunked else chunk)
             sent += len(chunk)
             drain = asyncio.ensure_future(writer.drain())
-            done, _ = await asyncio.wait(
-                {drain, status_task}, timeout=10, return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait({drain, status_task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
             if drain not in done:
                 drain.cancel()
             elif drain.exception() is not None:  # the server closed its side after answering
@@ -290,9 +288,7 @@ async def test_level_is_normalised_upper_case(mclient: httpx.AsyncClient, agents
     stored = await rows_by_seq(mclient, seqs)
     assert [stored[s]["data"]["level"] for s in seqs] == ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
-    r = await mclient.post(
-        "/api/v1/agent-logs", json=[agent_event(agents[0]), agent_event(agents[0], level="error")]
-    )
+    r = await mclient.post("/api/v1/agent-logs", json=[agent_event(agents[0]), agent_event(agents[0], level="error")])
     assert r.status_code == 201, r.text
     seqs = [a["seq"] for a in r.json()["items"]]
     stored = await rows_by_seq(mclient, seqs)
@@ -329,9 +325,7 @@ async def test_client_timestamps_stored_as_utc_z_with_microseconds(
 async def test_server_fills_id_and_timestamp(mclient: httpx.AsyncClient, agents: list[str]) -> None:
     """Items without `id`/`timestamp` get a fresh UUID and the server's current UTC time."""
     before = datetime.now(UTC) - timedelta(seconds=5)
-    r = await mclient.post(
-        "/api/v1/agent-logs", json=[agent_event(agents[1], "a"), agent_event(agents[1], "b")]
-    )
+    r = await mclient.post("/api/v1/agent-logs", json=[agent_event(agents[1], "a"), agent_event(agents[1], "b")])
     assert r.status_code == 201, r.text
     acks = r.json()["items"]
     assert acks[0]["id"] != acks[1]["id"]
@@ -379,9 +373,7 @@ async def test_optional_fields_round_trip(mclient: httpx.AsyncClient, agents: li
 # ---------------------------------------------------------------- idempotency
 
 
-async def test_repost_returns_original_seq_and_writes_nothing(
-    mclient: httpx.AsyncClient, agents: list[str]
-) -> None:
+async def test_repost_returns_original_seq_and_writes_nothing(mclient: httpx.AsyncClient, agents: list[str]) -> None:
     """Re-posting known ids returns their original seqs with duplicate=true; no row is written,
     head_seq does not move, and the stored row keeps its original content."""
     sent = [agent_event(agents[0], f"idem {i}", id=str(uuid.uuid4())) for i in range(3)]
@@ -477,9 +469,7 @@ async def test_50_concurrent_posters_every_ack_stored_once_no_holes(server: Serv
                         else rng.choice(["agent_log", "system_log"])
                     )
                     if kind == "agent_log":
-                        item: dict[str, Any] = agent_event(
-                            rng.choice(agent_ids), f"p{p} b{len(batches)} i{i}"
-                        )
+                        item: dict[str, Any] = agent_event(rng.choice(agent_ids), f"p{p} b{len(batches)} i{i}")
                     else:
                         item = {"level": "INFO", "message": f"p{p} b{len(batches)} i{i}"}
                     if rng.random() < 0.7:
@@ -508,8 +498,7 @@ async def test_50_concurrent_posters_every_ack_stored_once_no_holes(server: Serv
                 last = seqs[-1]
                 assert not any(a["duplicate"] for a in r.json()["items"])
                 acked.extend(
-                    (kind, ack["id"], ack["seq"])
-                    for (kind, _), ack in zip(items, r.json()["items"], strict=True)
+                    (kind, ack["id"], ack["seq"]) for (kind, _), ack in zip(items, r.json()["items"], strict=True)
                 )
             return acked
 
@@ -537,17 +526,14 @@ async def test_unknown_agent_fails_its_request_alone(mclient: httpx.AsyncClient,
     bad = [agent_event(agents[0], f"bad-req {i}", id=str(uuid.uuid4())) for i in range(4)]
     bad[2]["agent_id"] = unknown
     goods = [
-        [agent_event(agents[i % 3], f"good-req {n} {i}", id=str(uuid.uuid4())) for i in range(5)]
-        for n in range(30)
+        [agent_event(agents[i % 3], f"good-req {n} {i}", id=str(uuid.uuid4())) for i in range(5)] for n in range(30)
     ]
     head = await head_seq(mclient)
 
     async def post(items: list[dict[str, Any]]) -> httpx.Response:
         return await mclient.post("/api/v1/agent-logs", json=items)
 
-    responses = await asyncio.gather(
-        *(post(g) for g in goods[:15]), post(bad), *(post(g) for g in goods[15:])
-    )
+    responses = await asyncio.gather(*(post(g) for g in goods[:15]), post(bad), *(post(g) for g in goods[15:]))
     bad_response = responses[15]
     error = assert_error(bad_response, 422, "validation_failed")
     assert any(d.get("index") == 2 and d.get("field") == "agent_id" for d in error["details"]), error
@@ -574,10 +560,7 @@ async def test_full_queue_is_503_with_retry_after_at_once(tmp_path_factory: pyte
     try:
         async with httpx.AsyncClient(base_url=srv.url, timeout=60) as c:
             blocker.execute("BEGIN IMMEDIATE")
-            tasks = [
-                asyncio.ensure_future(c.post("/api/v1/system-logs", json={"message": f"q{i}"}))
-                for i in range(6)
-            ]
+            tasks = [asyncio.ensure_future(c.post("/api/v1/system-logs", json={"message": f"q{i}"})) for i in range(6)]
             await wait_until(lambda: sum(t.done() for t in tasks) >= 4, 20, "4 of 6 requests refused at once")
             early = [i for i, t in enumerate(tasks) if t.done()]
             for i in early:
@@ -607,9 +590,7 @@ async def test_malformed_json_is_400_with_line(mclient: httpx.AsyncClient) -> No
     r = await post_raw(mclient, "/api/v1/system-logs", b'{"message": "x",', "application/json")
     error = assert_error(r, 400, "bad_request")
     assert "line 1" in error["message"], error
-    r = await post_raw(
-        mclient, "/api/v1/system-logs", b'[\n{"message": "x"},\n{"message" "y"}\n]', "application/json"
-    )
+    r = await post_raw(mclient, "/api/v1/system-logs", b'[\n{"message": "x"},\n{"message" "y"}\n]', "application/json")
     error = assert_error(r, 400, "bad_request")
     assert "line 3" in error["message"], error
     assert error["details"][0]["line"] == 3
@@ -688,9 +669,7 @@ async def test_declared_length_over_small_limit_is_413(lclient: httpx.AsyncClien
     body = orjson.dumps({"message": "m", "metadata": {"pad": ""}})
     body = body.replace(b'"pad":""', b'"pad":"' + b"p" * (1024 * 1024 + 1 - len(body)) + b'"')
     assert len(body) == 1024 * 1024 + 1
-    assert_error(
-        await post_raw(lclient, "/api/v1/system-logs", body, "application/json"), 413, "payload_too_large"
-    )
+    assert_error(await post_raw(lclient, "/api/v1/system-logs", body, "application/json"), 413, "payload_too_large")
 
 
 async def test_too_many_items_is_413(lclient: httpx.AsyncClient) -> None:
@@ -713,9 +692,7 @@ async def test_unsupported_content_type_is_415(mclient: httpx.AsyncClient, ctype
 
 async def test_json_with_charset_is_accepted(mclient: httpx.AsyncClient) -> None:
     """`application/json; charset=utf-8` is JSON (parameters of the media type are ignored)."""
-    r = await post_raw(
-        mclient, "/api/v1/system-logs", b'{"message": "charset"}', "application/json; charset=utf-8"
-    )
+    r = await post_raw(mclient, "/api/v1/system-logs", b'{"message": "charset"}', "application/json; charset=utf-8")
     assert r.status_code == 201, r.text
 
 
@@ -735,9 +712,7 @@ async def test_bad_level_is_422(mclient: httpx.AsyncClient, agents: list[str]) -
     r = await mclient.post("/api/v1/system-logs", json={"message": "x", "level": "LOUD"})
     error = assert_error(r, 422, "validation_failed")
     assert error["details"][0]["field"] == "level", error
-    r = await mclient.post(
-        "/api/v1/agent-logs", json=[agent_event(agents[0]), agent_event(agents[0], level=5)]
-    )
+    r = await mclient.post("/api/v1/agent-logs", json=[agent_event(agents[0]), agent_event(agents[0], level=5)])
     error = assert_error(r, 422, "validation_failed")
     assert {"index": 1, "field": "level"}.items() <= error["details"][0].items(), error
 
@@ -770,9 +745,7 @@ async def test_oversize_content_is_422(lclient: httpx.AsyncClient, limited_serve
     """content / message over ORCHLOG_MAX_CONTENT_CHARS (1000) → 422 naming the field; 1000 is fine."""
     with httpx.Client(base_url=limited_server.url) as c:
         agent = make_agents_sync(c, 1, prefix="limits")[1][0]
-    r = await lclient.post(
-        "/api/v1/agent-logs", json=[agent_event(agent, "x" * 1000), agent_event(agent, "y" * 1001)]
-    )
+    r = await lclient.post("/api/v1/agent-logs", json=[agent_event(agent, "x" * 1000), agent_event(agent, "y" * 1001)])
     error = assert_error(r, 422, "validation_failed")
     assert {"index": 1, "field": "content"}.items() <= error["details"][0].items(), error
     r = await lclient.post("/api/v1/system-logs", json={"message": "m" * 1001})

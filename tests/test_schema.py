@@ -94,9 +94,7 @@ def test_journal_mode_is_wal_on_disk(db: Path) -> None:
         ("agent_logs", "agent_id", "agents"),
     ],
 )
-def test_foreign_keys_cascade_on_delete(
-    conn: sqlite3.Connection, table: str, column: str, parent: str
-) -> None:
+def test_foreign_keys_cascade_on_delete(conn: sqlite3.Connection, table: str, column: str, parent: str) -> None:
     """Each foreign key of the original schema is declared with ON DELETE CASCADE."""
     fks = [(r[2], r[3], r[4], r[6]) for r in conn.execute(f"PRAGMA foreign_key_list({table})")]
     assert (parent, column, "id", "CASCADE") in fks, fks
@@ -106,16 +104,13 @@ def test_cascade_really_deletes_children(conn: sqlite3.Connection) -> None:
     """Deleting an orchestrator removes its agents, their prompts and their logs."""
     orch, agent = str(uuid.uuid4()), str(uuid.uuid4())
     conn.execute("INSERT INTO orchestrator_agents (id) VALUES (?)", (orch,))
-    conn.execute(
-        "INSERT INTO agents (id, orchestrator_agent_id, name, model) VALUES (?, ?, 'a', 'm')", (agent, orch)
-    )
+    conn.execute("INSERT INTO agents (id, orchestrator_agent_id, name, model) VALUES (?, ?, 'a', 'm')", (agent, orch))
     conn.execute(
         "INSERT INTO prompts (id, agent_id, author, prompt_text) VALUES (?, ?, 'engineer', 'p')",
         (str(uuid.uuid4()), agent),
     )
     conn.execute(
-        "INSERT INTO agent_logs (seq, id, agent_id, event_category, event_type)"
-        " VALUES (1, ?, ?, 'hook', 'x')",
+        "INSERT INTO agent_logs (seq, id, agent_id, event_category, event_type) VALUES (1, ?, ?, 'hook', 'x')",
         (str(uuid.uuid4()), agent),
     )
     conn.execute("DELETE FROM orchestrator_agents WHERE id = ?", (orch,))
@@ -279,9 +274,7 @@ def store_connections(obj: Any, seen: set[int] | None = None) -> list[sqlite3.Co
 
 
 @pytest.mark.parametrize(("synchronous", "expected"), [("NORMAL", 1), ("FULL", 2)])
-async def test_pragmas_in_force_on_every_store_connection(
-    tmp_path: Path, synchronous: str, expected: int
-) -> None:
+async def test_pragmas_in_force_on_every_store_connection(tmp_path: Path, synchronous: str, expected: int) -> None:
     """The store's write connection and every reader connection (pool and tail) run with
     foreign_keys=1, journal_mode=wal, the configured busy_timeout, synchronous NORMAL=1 / FULL=2."""
     path = str(tmp_path / "p.db")

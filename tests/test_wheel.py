@@ -44,9 +44,7 @@ def pip_or_skip(result: subprocess.CompletedProcess[str], what: str) -> None:
 def clean_env() -> dict[str, str]:
     """The environment without orchlog settings, PYTHONPATH or the test venv on PATH."""
     env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ORCHLOG_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")
+        k: v for k, v in os.environ.items() if not k.startswith("ORCHLOG_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")
     }
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -50,9 +50,7 @@ async def close_writer(store: SqliteStore, writer: Writer) -> None:
 async def new_agent(writer: Writer) -> str:
     orch = await writer.submit(CreateOrchestrator(OrchestratorAgentCreate()))
     agent = await writer.submit(
-        CreateAgent(
-            AgentCreate(orchestrator_agent_id=orch["id"], name=f"w-{uuid.uuid4().hex[:6]}", model="m")
-        )
+        CreateAgent(AgentCreate(orchestrator_agent_id=orch["id"], name=f"w-{uuid.uuid4().hex[:6]}", model="m"))
     )
     return str(agent["id"])
 
@@ -98,9 +96,7 @@ async def test_concurrent_ops_share_one_batch_and_a_bad_op_fails_alone(setup: Se
     writer.start()
     try:
         batches_before = writer.stats.batches
-        bad = InsertLogs(
-            [*agent_logs(setup.agent, 2, "bad-ok").items, *agent_logs(str(uuid.uuid4()), 1, "bad").items]
-        )
+        bad = InsertLogs([*agent_logs(setup.agent, 2, "bad-ok").items, *agent_logs(str(uuid.uuid4()), 1, "bad").items])
         ops = [
             agent_logs(setup.agent, 3, "a"),
             system_logs(2, "b"),
