@@ -42,12 +42,8 @@ def main() -> None:
 
 @main.command()
 @click.option("--db", default=None, help=DB_HELP)
-@click.option(
-    "--host", default=None, help="Interface to bind (env ORCHLOG_HOST). Default 127.0.0.1 (local only)."
-)
-@click.option(
-    "--port", type=int, default=None, help="TCP port (env ORCHLOG_PORT). Default 8000; 0 picks a free one."
-)
+@click.option("--host", default=None, help="Interface to bind (env ORCHLOG_HOST). Default 127.0.0.1 (local only).")
+@click.option("--port", type=int, default=None, help="TCP port (env ORCHLOG_PORT). Default 8000; 0 picks a free one.")
 @click.option(
     "--synchronous",
     type=click.Choice(["NORMAL", "FULL"], case_sensitive=False),
@@ -56,8 +52,19 @@ def main() -> None:
     "FULL: they also survive power loss, at a cost per commit.",
 )
 @click.option("--log-level", default=None, help="debug, info, warning, error (env ORCHLOG_LOG_LEVEL).")
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    default=None,
+    help="Allow binding a non-loopback --host with no token configured (the API is then open to the network).",
+)
 def serve(
-    db: str | None, host: str | None, port: int | None, synchronous: str | None, log_level: str | None
+    db: str | None,
+    host: str | None,
+    port: int | None,
+    synchronous: str | None,
+    log_level: str | None,
+    insecure_no_auth: bool | None,
 ) -> None:
     """Run the server: ingest API, history, live streams, orchestrator_3_stream compatibility.
 
@@ -100,14 +107,97 @@ def migrate(db: str | None) -> None:
         click.echo(f"{path}: schema is up to date")
 
 
+@main.group()
+def token() -> None:
+    """Create, list and revoke API tokens (stored hashed in the database).
+
+    \b
+    Scopes: read (history, streams, dashboard), ingest (post events, update agents),
+    admin (everything). With --agent, a token only reads / posts for those agents.
+    As soon as one token exists, every request needs one:
+        orchlog token create --name dashboard --scope read
+        curl -H "Authorization: Bearer $TOKEN" localhost:8000/api/v1/events
+    """
+
+
+def _token_db(db: str | None) -> Any:
+    from .store import sqlite_path
+    from .store.sqlite import connect, migrate
+
+    settings = _settings(db=db)
+    conn = connect(sqlite_path(settings.db), settings)
+    migrate(conn)
+    return conn
+
+
+@token.command("create")
+@click.option("--name", required=True, help="A unique name (shown in logs and `token list`).")
+@click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(["read", "ingest", "admin"]))
+@click.option("--agent", "agents", multiple=True, help="Bind the token to this agent id (repeatable).")
+@click.option("--db", default=None, help=DB_HELP)
+def token_create(name: str, scopes: tuple[str, ...], agents: tuple[str, ...], db: str | None) -> None:
+    """Create a token and print it ONCE (only its hash is stored)."""
+    from .store.tokens import create_token
+
+    conn = _token_db(db)
+    try:
+        record, secret = create_token(conn, name, scopes, agents)
+    except OrchlogError as exc:
+        raise click.UsageError(exc.message) from None
+    finally:
+        conn.close()
+    click.echo(secret)
+    bound = f", agents {', '.join(record.agent_ids)}" if record.agent_ids else ""
+    click.echo(
+        f"created token {record.name!r} ({record.id}) with scopes {', '.join(record.scopes)}{bound}; "
+        "store it now, it cannot be shown again",
+        err=True,
+    )
+
+
+@token.command("list")
+@click.option("--db", default=None, help=DB_HELP)
+def token_list(db: str | None) -> None:
+    """List tokens (never the secrets)."""
+    from .store.tokens import load_tokens
+
+    conn = _token_db(db)
+    try:
+        records = load_tokens(conn)
+    finally:
+        conn.close()
+    if not records:
+        click.echo("no tokens: the server runs open, on loopback only", err=True)
+    for r in records:
+        state = f"revoked {r.revoked_at}" if r.revoked_at else "active"
+        agents = ",".join(r.agent_ids) or "all agents"
+        click.echo(f"{r.id}  {r.name:<20} {'+'.join(r.scopes):<18} {agents}  created {r.created_at}  {state}")
+
+
+@token.command("revoke")
+@click.argument("ref")
+@click.option("--db", default=None, help=DB_HELP)
+def token_revoke(ref: str, db: str | None) -> None:
+    """Revoke a token by id or name (servers notice within a few seconds)."""
+    from .store.tokens import revoke_token
+
+    conn = _token_db(db)
+    try:
+        record = revoke_token(conn, ref)
+    except OrchlogError as exc:
+        click.echo(f"orchlog: {exc.message}", err=True)
+        sys.exit(1)
+    finally:
+        conn.close()
+    click.echo(f"revoked {record.name!r} ({record.id})")
+
+
 URL_HELP = "Server URL (env ORCHLOG_URL). Default http://127.0.0.1:8000."
 TOKEN_HELP = "Bearer token (env ORCHLOG_TOKEN)."
 
 
 @main.command(context_settings={"ignore_unknown_options": False})
-@click.option(
-    "-f", "--follow", is_flag=True, help="Keep printing new events as they are committed (like tail -f)."
-)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events as they are committed (like tail -f).")
 @click.option(
     "-n",
     "--lines",
@@ -115,13 +205,9 @@ TOKEN_HELP = "Bearer token (env ORCHLOG_TOKEN)."
     default=None,
     help="Start with the last N events (default 10).",
 )
-@click.option(
-    "--since", default=None, help="Only events at or after this time: 10m, 2h, 1d or an ISO-8601 time."
-)
+@click.option("--since", default=None, help="Only events at or after this time: 10m, 2h, 1d or an ISO-8601 time.")
 @click.option("--until", default=None, help="Only events before this time (same forms as --since).")
-@click.option(
-    "--after", type=click.IntRange(0), default=None, help="Start after this seq (0 = from the beginning)."
-)
+@click.option("--after", type=click.IntRange(0), default=None, help="Start after this seq (0 = from the beginning).")
 @click.option(
     "--cursor-file",
     type=click.Path(dir_okay=False),
@@ -151,9 +237,7 @@ TOKEN_HELP = "Bearer token (env ORCHLOG_TOKEN)."
     help="Only agent logs or only system logs.",
 )
 @click.option("--task", default=None, help="Only this task_slug.")
-@click.option(
-    "--grep", default=None, help="Only events whose text contains PATTERN (case-insensitive), highlighted."
-)
+@click.option("--grep", default=None, help="Only events whose text contains PATTERN (case-insensitive), highlighted.")
 @click.option(
     "-o",
     "--output",
@@ -170,9 +254,7 @@ TOKEN_HELP = "Bearer token (env ORCHLOG_TOKEN)."
     help="auto: only on a terminal, and never when NO_COLOR is set.",
 )
 @click.option("--timestamps", is_flag=True, help="Full UTC timestamps instead of the local time of day.")
-@click.option(
-    "--url", envvar="ORCHLOG_URL", default="http://127.0.0.1:8000", show_default=True, help=URL_HELP
-)
+@click.option("--url", envvar="ORCHLOG_URL", default="http://127.0.0.1:8000", show_default=True, help=URL_HELP)
 @click.option("--token", envvar="ORCHLOG_TOKEN", default=None, help=TOKEN_HELP)
 def tail(**kw: Any) -> None:
     """Print events from a running server, and follow new ones with -f.
@@ -194,9 +276,7 @@ def tail(**kw: Any) -> None:
     from .tail import TailOptions, run_tail
 
     color = kw.pop("color")
-    use_color = color == "always" or (
-        color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    )
+    use_color = color == "always" or (color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
     level = kw.pop("level")
     options = TailOptions(
         url=kw.pop("url"),
@@ -218,21 +298,15 @@ def tail(**kw: Any) -> None:
 )
 @click.option("--agent", default=None, help="Agent name or id (required for --kind agent).")
 @click.option("--level", default="INFO", show_default=True, help="Level for plain-text lines.")
-@click.option(
-    "--type", "event_type", default="text", show_default=True, help="event_type for plain-text agent lines."
-)
-@click.option(
-    "--category", default="response", show_default=True, type=click.Choice(["hook", "response", "adw_step"])
-)
+@click.option("--type", "event_type", default="text", show_default=True, help="event_type for plain-text agent lines.")
+@click.option("--category", default="response", show_default=True, type=click.Choice(["hook", "response", "adw_step"]))
 @click.option(
     "--spool",
     default=None,
     type=click.Path(dir_okay=False),
     help="Keep unsent events in this SQLite file while the server is down.",
 )
-@click.option(
-    "--url", envvar="ORCHLOG_URL", default="http://127.0.0.1:8000", show_default=True, help=URL_HELP
-)
+@click.option("--url", envvar="ORCHLOG_URL", default="http://127.0.0.1:8000", show_default=True, help=URL_HELP)
 @click.option("--token", envvar="ORCHLOG_TOKEN", default=None, help=TOKEN_HELP)
 def post(
     kind: str,

@@ -55,9 +55,7 @@ Policy = Literal["block", "drop_oldest", "drop_newest"]
 class OrchlogClientError(Exception):
     """The server refused a request (4xx/5xx) or could not be reached."""
 
-    def __init__(
-        self, message: str, *, status: int | None = None, code: str | None = None, body: Any = None
-    ) -> None:
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None, body: Any = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -87,9 +85,7 @@ def _raise_for(response: httpx.Response) -> None:
     message = err.get("message") if isinstance(err, dict) else None
     text = f"{response.status_code} {message or response.text[:200]}"
     cls = AuthError if response.status_code in (401, 403) else OrchlogClientError
-    raise cls(
-        text, status=response.status_code, code=err.get("code") if isinstance(err, dict) else None, body=body
-    )
+    raise cls(text, status=response.status_code, code=err.get("code") if isinstance(err, dict) else None, body=body)
 
 
 def _query(params: Params) -> list[tuple[str, str | int | float | bool | None]]:
@@ -143,14 +139,10 @@ class AsyncClient:
 
     # -- ingest
     async def post_agent_logs(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        return await self._request(
-            "POST", "/api/v1/agent-logs", content=orjson.dumps(list(items)), headers=_JSON
-        )
+        return await self._request("POST", "/api/v1/agent-logs", content=orjson.dumps(list(items)), headers=_JSON)
 
     async def post_system_logs(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        return await self._request(
-            "POST", "/api/v1/system-logs", content=orjson.dumps(list(items)), headers=_JSON
-        )
+        return await self._request("POST", "/api/v1/system-logs", content=orjson.dumps(list(items)), headers=_JSON)
 
     async def post_events(self, items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Mixed items, each with ``kind`` = ``agent_log`` or ``system_log``."""
@@ -176,9 +168,7 @@ class AsyncClient:
     async def create_orchestrator(self, **fields: Any) -> dict[str, Any]:
         return await self._request("POST", "/api/v1/orchestrator-agents", json=fields)
 
-    async def create_agent(
-        self, orchestrator_agent_id: str, name: str, model: str, **fields: Any
-    ) -> dict[str, Any]:
+    async def create_agent(self, orchestrator_agent_id: str, name: str, model: str, **fields: Any) -> dict[str, Any]:
         body = {"orchestrator_agent_id": orchestrator_agent_id, "name": name, "model": model, **fields}
         return await self._request("POST", "/api/v1/agents", json=body)
 
@@ -253,20 +243,14 @@ class AsyncClient:
                 if status in (401, 403):
                     raise AuthError(f"the server refused the stream ({status})", status=status) from exc
                 if status == 400:
-                    raise OrchlogClientError(
-                        f"bad stream parameters: {exc.response.body!r}", status=400
-                    ) from exc
+                    raise OrchlogClientError(f"bad stream parameters: {exc.response.body!r}", status=400) from exc
                 error = f"HTTP {status}"
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else 1006
                 if code in (4401, 4403, 1008):
-                    raise AuthError(
-                        f"the server closed the stream: {exc.rcvd.reason if exc.rcvd else code}"
-                    ) from exc
+                    raise AuthError(f"the server closed the stream: {exc.rcvd.reason if exc.rcvd else code}") from exc
                 if code == 4400:
-                    raise OrchlogClientError(
-                        f"bad stream parameters: {exc.rcvd.reason if exc.rcvd else ''}"
-                    ) from exc
+                    raise OrchlogClientError(f"bad stream parameters: {exc.rcvd.reason if exc.rcvd else ''}") from exc
                 error = f"closed ({code})"
             except (OSError, TimeoutError) as exc:
                 error = f"{type(exc).__name__}: {exc}"
@@ -342,9 +326,7 @@ class Client:
     def create_orchestrator(self, **fields: Any) -> dict[str, Any]:
         return self._request("POST", "/api/v1/orchestrator-agents", json=fields)
 
-    def create_agent(
-        self, orchestrator_agent_id: str, name: str, model: str, **fields: Any
-    ) -> dict[str, Any]:
+    def create_agent(self, orchestrator_agent_id: str, name: str, model: str, **fields: Any) -> dict[str, Any]:
         body = {"orchestrator_agent_id": orchestrator_agent_id, "name": name, "model": model, **fields}
         return self._request("POST", "/api/v1/agents", json=body)
 
@@ -381,9 +363,7 @@ class _Spool:
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS spool (n INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL)"
-        )
+        self.conn.execute("CREATE TABLE IF NOT EXISTS spool (n INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL)")
 
     def __len__(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM spool").fetchone()[0])
@@ -395,17 +375,13 @@ class _Spool:
         if len(items) > room:
             if policy == "drop_oldest":
                 excess = len(items) - room
-                self.conn.execute(
-                    "DELETE FROM spool WHERE n IN (SELECT n FROM spool ORDER BY n LIMIT ?)", (excess,)
-                )
+                self.conn.execute("DELETE FROM spool WHERE n IN (SELECT n FROM spool ORDER BY n LIMIT ?)", (excess,))
                 dropped = excess
             else:
                 dropped = len(items) - max(room, 0)
                 items = items[: max(room, 0)]
         self.conn.execute("BEGIN")
-        self.conn.executemany(
-            "INSERT INTO spool (item) VALUES (?)", [(orjson.dumps(i).decode(),) for i in items]
-        )
+        self.conn.executemany("INSERT INTO spool (item) VALUES (?)", [(orjson.dumps(i).decode(),) for i in items])
         self.conn.execute("COMMIT")
         return dropped
 
@@ -632,9 +608,7 @@ class EventSender:
                     batch = [item for i, item in enumerate(batch) if i not in bad]
                     continue
             self.stats.rejected += len(batch)
-            self._note(
-                f"server refused a batch of {len(batch)} ({response.status_code}): {response.text[:300]}"
-            )
+            self._note(f"server refused a batch of {len(batch)} ({response.status_code}): {response.text[:300]}")
             return
 
     def _note(self, message: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -56,10 +56,22 @@ class Settings(Limits):
     send_timeout_s: float = Field(default=30.0, gt=0)
     max_subscribers: int = Field(default=10_000, ge=1)
 
+    # security
+    tokens: str = Field(default="", repr=False)  # seeded tokens: "name:scope+scope:token,..."
+    allowed_origins: str = ""  # extra browser origins for streams and CORS (comma list; "*" = any)
+    insecure_no_auth: bool = False  # allow a non-loopback bind without any token
+    ingest_rate: float = Field(default=0.0, ge=0)  # events/s per token (0 = unlimited)
+    ingest_burst: float = Field(default=20_000.0, ge=1)
+    ticket_ttl_s: float = Field(default=30.0, gt=0)
+
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"tokens"})
+
+    def public(self) -> dict[str, Any]:
+        """The effective settings with secrets hidden (for logs and ``orchlog config``)."""
+        return {k: ("***" if k in self.SECRET_FIELDS and v else v) for k, v in self.model_dump().items()}
+
     @classmethod
-    def load(
-        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
-    ) -> Settings:
+    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
         """Merge the environment and explicit overrides (``None`` values are ignored)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -76,8 +88,7 @@ class Settings(Limits):
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
             raise OrchlogError(
-                f"bad setting {field} (flag --{field.replace('_', '-')} or {ENV_PREFIX}{field.upper()}): "
-                f"{first['msg']}"
+                f"bad setting {field} (flag --{field.replace('_', '-')} or {ENV_PREFIX}{field.upper()}): {first['msg']}"
             ) from exc
 
     @property

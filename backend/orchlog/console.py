@@ -67,9 +67,7 @@ class Formatter:
         level = str(data.get("level") or "INFO")
         parts = [
             self.style(stamp, dim=True),
-            self.style(
-                f"{level:<8}", fg=LEVEL_COLORS.get(level, "white"), bold=level in ("ERROR", "CRITICAL")
-            ),
+            self.style(f"{level:<8}", fg=LEVEL_COLORS.get(level, "white"), bold=level in ("ERROR", "CRITICAL")),
         ]
         if kind == "agent_log":
             agent_id = str(data.get("agent_id") or "")

@@ -46,9 +46,7 @@ class BadParameter(BadRequest):
     code = "bad_parameter"
 
     def __init__(self, name: str, message: str) -> None:
-        super().__init__(
-            f"query parameter {name!r}: {message}", details=[{"field": name, "message": message}]
-        )
+        super().__init__(f"query parameter {name!r}: {message}", details=[{"field": name, "message": message}])
         self.name = name
 
 

@@ -51,9 +51,7 @@ def parse_time(name: str, value: str, *, now: datetime | None = None) -> str:
     try:
         result = canonical_ts(value)
     except ValueError:
-        raise BadParameter(
-            name, f"{value!r} is neither an ISO-8601 time nor a duration like 10m or 2h"
-        ) from None
+        raise BadParameter(name, f"{value!r} is neither an ISO-8601 time nor a duration like 10m or 2h") from None
     assert isinstance(result, str)
     return result
 
@@ -84,9 +82,7 @@ def _one(params: Mapping[str, Sequence[str]], name: str) -> str | None:
     return values[-1] if values else None
 
 
-def _choice(
-    name: str, values: tuple[str, ...], allowed: Sequence[str], fix: Callable[[str], str]
-) -> tuple[str, ...]:
+def _choice(name: str, values: tuple[str, ...], allowed: Sequence[str], fix: Callable[[str], str]) -> tuple[str, ...]:
     fixed = tuple(fix(v) for v in values)
     for original, value in zip(values, fixed, strict=True):
         if value not in allowed:
@@ -150,9 +146,7 @@ class EventFilter:
     @property
     def agent_only(self) -> bool:
         """Filters on agent-only fields exclude system logs (they have no such column)."""
-        return bool(
-            self.agent_ids or self.event_categories or self.event_types or self.task_slug or self.session_id
-        )
+        return bool(self.agent_ids or self.event_categories or self.event_types or self.task_slug or self.session_id)
 
     def wants(self, kind: str) -> bool:
         if self.kinds and kind not in self.kinds:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
+from .auth import Keyring, Quotas, Tickets, parse_seeded
 from .config import Settings
 from .store import open_store
 from .store.base import ArchiveAgent, CreateAgent, Store, UpdateEntity, WriteOp
@@ -40,18 +42,30 @@ class Runtime:
             queue_bytes=settings.subscriber_queue_bytes,
         )
         self.follow_config = FollowConfig(replay_page=settings.replay_page, heartbeat_s=settings.heartbeat_s)
+        self.keyring = Keyring(parse_seeded(settings.tokens))
+        self.quotas = Quotas(settings.ingest_rate, settings.ingest_burst)
+        self.tickets = Tickets(settings.ticket_ttl_s)
+        self.allowed_origins = frozenset(
+            o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()
+        )
         self.stopping = asyncio.Event()
         self.streams = 0
         self.started = False
 
     async def start(self) -> None:
         await self.store.open()
+        await self.refresh_tokens()
         self.writer.on_head(self.hub.announce)
         self.writer.on_commit(self._announce_entities)
         self.writer.head_seq = await self.store.head_seq()
         self.writer.start()
         await self.hub.start()
         self.started = True
+
+    async def refresh_tokens(self) -> None:
+        """Reload tokens from the database (created/revoked by `orchlog token` in another process)."""
+        self.keyring.loaded_at = time.monotonic()  # one refresh at a time, not one per request
+        self.keyring.load(await self.store.load_tokens())
 
     def begin_shutdown(self) -> None:
         """Tell every stream to flush and close (safe to call more than once, from the loop)."""
@@ -73,11 +87,7 @@ class Runtime:
                 self.hub.notify({"type": "agent", "op": "created", "data": result}, agent_id=result["id"])
             elif isinstance(op, UpdateEntity) and op.table == "agents":
                 old, new = result
-                self.hub.notify(
-                    {"type": "agent", "op": "updated", "data": new, "old": old}, agent_id=new["id"]
-                )
+                self.hub.notify({"type": "agent", "op": "updated", "data": new, "old": old}, agent_id=new["id"])
             elif isinstance(op, ArchiveAgent):
                 old, new = result
-                self.hub.notify(
-                    {"type": "agent", "op": "deleted", "data": new, "old": old}, agent_id=new["id"]
-                )
+                self.hub.notify({"type": "agent", "op": "deleted", "data": new, "old": old}, agent_id=new["id"])

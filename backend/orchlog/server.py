@@ -43,10 +43,46 @@ class OrchlogServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def preflight(settings: Settings) -> int:
+    """Before any socket opens: migrate (a newer database is refused with a clear message) and
+    apply the safe default: no tokens at all → loopback only, unless explicitly insecure.
+    Returns how many tokens are configured."""
+    from .auth import parse_seeded
+    from .store import sqlite_path
+    from .store.sqlite import connect, migrate
+    from .store.tokens import load_tokens
+
+    path = sqlite_path(settings.db)
+    try:
+        conn = connect(path, settings)
+        try:
+            migrate(conn)
+            tokens = [t for t in load_tokens(conn) if not t.revoked_at]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise OrchlogError(f"cannot open the database {path!r}: {exc}") from exc
+    count = len(tokens) + len(parse_seeded(settings.tokens))
+    if count == 0:
+        if settings.host not in LOOPBACK and not settings.insecure_no_auth:
+            raise OrchlogError(
+                f"refusing to serve on {settings.host} without any token: anyone on the network could read and "
+                "write every log. Create one with `orchlog token create --scope admin --name me`, "
+                "or pass --insecure-no-auth if this network is trusted."
+            )
+        if settings.host in LOOPBACK:
+            log.warning("no tokens configured: open API on loopback only (dev mode)")
+        else:
+            log.warning("no tokens configured and --insecure-no-auth given: the API is OPEN on %s", settings.host)
+    return count
+
+
 def serve(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    preflight(settings)
     runtime = Runtime(settings)
     app = create_app(settings, runtime)
     config_kw: dict[str, Any] = dict(
@@ -67,5 +103,5 @@ def serve(settings: Settings) -> None:
         server.run()
     except sqlite3.Error as exc:
         raise OrchlogError(f"cannot open the database {settings.db!r}: {exc}") from exc
-    if not runtime.started and not server.started:
+    if not server.started:
         raise OrchlogError("the server did not start; see the messages above")

@@ -162,9 +162,7 @@ class Tail:
                 self.last_seq = seq
             elif kind == "hello":
                 if was_down:
-                    self.err.write(
-                        self.fmt.notice(f"reconnected; resuming after seq {frame.get('after')}") + "\n"
-                    )
+                    self.err.write(self.fmt.notice(f"reconnected; resuming after seq {frame.get('after')}") + "\n")
                     was_down = False
             elif kind == "live":
                 if not self.o.follow:
@@ -183,10 +181,7 @@ class Tail:
                 was_down = True
                 self.out.flush()
                 self.err.write(
-                    self.fmt.notice(
-                        f"disconnected ({frame.get('error')}); retrying in {frame.get('retry_in')}s"
-                    )
-                    + "\n"
+                    self.fmt.notice(f"disconnected ({frame.get('error')}); retrying in {frame.get('retry_in')}s") + "\n"
                 )
                 self.err.flush()
             elif kind == "agent":

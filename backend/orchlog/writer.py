@@ -48,9 +48,7 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 
 class Writer:
-    def __init__(
-        self, store: Store, *, queue_max: int, max_batch_events: int, retry_after: float = 1.0
-    ) -> None:
+    def __init__(self, store: Store, *, queue_max: int, max_batch_events: int, retry_after: float = 1.0) -> None:
         self._store = store
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=queue_max)
         self._max_batch = max_batch_events
@@ -136,9 +134,7 @@ class Writer:
             self.stats.failed_batches += 1
             if not isinstance(exc, Overloaded):
                 log.exception("write batch of %d ops failed", len(ops))
-                exc = Overloaded(
-                    f"the write failed ({type(exc).__name__}); retry", retry_after=self._retry_after
-                )
+                exc = Overloaded(f"the write failed ({type(exc).__name__}); retry", retry_after=self._retry_after)
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(exc)

@@ -19,6 +19,7 @@ from ..errors import OrchlogError
 from ..runtime import Runtime
 from . import compat, entities, health, history, ingest, stream
 from .responses import JSON, error_response
+from .security import AuthMiddleware
 
 log = logging.getLogger("orchlog.api")
 
@@ -33,6 +34,7 @@ ROUTES = [
     Route("/api/v1/events", ingest.post_events, methods=["POST"]),
     Route("/api/v1/events", history.get_events, methods=["GET"]),
     WebSocketRoute("/api/v1/stream", stream.stream_ws),
+    Route("/api/v1/stream/ticket", stream.ticket, methods=["POST"]),
     Route("/api/v1/stream/sse", stream.stream_sse),
     Route("/api/v1/orchestrator-agents", entities.create_orchestrator, methods=["POST"]),
     Route("/api/v1/orchestrator-agents", entities.list_orchestrators, methods=["GET"]),
@@ -93,11 +95,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         middleware=[
             Middleware(
                 CORSMiddleware,
+                allow_origins=sorted(rt.allowed_origins),
                 allow_origin_regex=LOOPBACK_ORIGINS,
                 allow_methods=["*"],
                 allow_headers=["*"],
                 expose_headers=["Retry-After"],
-            )
+            ),
+            Middleware(AuthMiddleware, runtime=rt),
         ],
         exception_handlers={OrchlogError: _orchlog_error, HTTPException: _http_error, Exception: _crash},
     )

@@ -30,9 +30,7 @@ async def read_bytes(request: Request, max_bytes: int) -> bytes:
         except ValueError:
             raise BadRequest("Content-Length is not a number") from None
         if size > max_bytes:
-            raise PayloadTooLarge(
-                f"body of {size} bytes is over the {max_bytes}-byte limit; send smaller batches"
-            )
+            raise PayloadTooLarge(f"body of {size} bytes is over the {max_bytes}-byte limit; send smaller batches")
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.stream():

@@ -21,6 +21,7 @@ from ..models import canonical_uuid, now_ts
 from ..stream.follow import Follower, FollowSpec, Frame
 from ..stream.hub import Event
 from .responses import JSON, runtime
+from .security import chosen_subprotocol, principal_of
 from .stream import run_socket
 
 SOURCE_TABLES = {"agent_logs": "agent_log", "system_logs": "system_log"}
@@ -29,12 +30,8 @@ SOURCE_TABLES = {"agent_logs": "agent_log", "system_logs": "system_log"}
 def encode_compat(event: Event) -> str:
     ts = event.data.get("timestamp")
     if event.kind == "agent_log":
-        return orjson.dumps(
-            {"type": "agent_log", "log": event.data, "seq": event.seq, "timestamp": ts}
-        ).decode()
-    return orjson.dumps(
-        {"type": "system_log", "data": event.data, "seq": event.seq, "timestamp": ts}
-    ).decode()
+        return orjson.dumps({"type": "agent_log", "log": event.data, "seq": event.seq, "timestamp": ts}).decode()
+    return orjson.dumps({"type": "system_log", "data": event.data, "seq": event.seq, "timestamp": ts}).decode()
 
 
 def compat_messages(notice: dict[str, Any]) -> list[dict[str, Any]]:
@@ -74,7 +71,14 @@ async def ws(websocket: WebSocket) -> None:
         await websocket.accept()
         await websocket.close(code=4400, reason=exc.message[:120])
         return
-    await websocket.accept()
+    principal = principal_of(websocket)
+    try:
+        flt = principal.restrict(EventFilter())
+    except OrchlogError as exc:
+        await websocket.accept(subprotocol=chosen_subprotocol(websocket.scope))
+        await websocket.close(code=4403, reason=exc.message[:120])
+        return
+    await websocket.accept(subprotocol=chosen_subprotocol(websocket.scope))
     await websocket.send_text(
         orjson.dumps(
             {
@@ -86,9 +90,7 @@ async def ws(websocket: WebSocket) -> None:
         ).decode()
     )
     rt.streams += 1
-    follower = Follower(
-        rt.hub, rt.store, FollowSpec(filter=EventFilter(), after=after), rt.follow_config, rt.stopping
-    )
+    follower = Follower(rt.hub, rt.store, FollowSpec(filter=flt, after=after), rt.follow_config, rt.stopping)
 
     def encode(frame: Frame) -> str | list[str] | None:
         if isinstance(frame, Event):
@@ -99,17 +101,15 @@ async def ws(websocket: WebSocket) -> None:
         if kind in ("agent", "relay"):
             return [orjson.dumps(m).decode() for m in compat_messages(frame)]
         if kind == "heartbeat":
-            return orjson.dumps(
-                {"type": "heartbeat", "timestamp": now_ts(), "seq": frame.get("head_seq")}
-            ).decode()
+            return orjson.dumps({"type": "heartbeat", "timestamp": now_ts(), "seq": frame.get("head_seq")}).decode()
         if kind == "reset":
             return orjson.dumps({**frame, "timestamp": now_ts()}).decode()
         return None  # hello / live: the original has no such messages
 
     async def relay(message: dict[str, Any]) -> None:
         kind = message.get("type")
-        if kind not in ("adw_broadcast", "agent_broadcast"):
-            return
+        if kind not in ("adw_broadcast", "agent_broadcast") or not principal.has("ingest") or principal.bound:
+            return  # relaying needs an unbound ingest token (or no tokens configured)
         broadcast_type = message.get("broadcast_type")
         if not isinstance(broadcast_type, str):
             return
@@ -132,9 +132,7 @@ async def health(request: Request) -> JSON:
 
 
 async def _orchestrator(request: Request) -> dict[str, Any]:
-    rows = await runtime(request).store.list_entities(
-        "orchestrator_agents", {"archived": 0}, limit=1, offset=0
-    )
+    rows = await runtime(request).store.list_entities("orchestrator_agents", {"archived": 0}, limit=1, offset=0)
     if not rows:
         raise NotFound("no orchestrator agent yet; create one with POST /api/v1/orchestrator-agents")
     return rows[0]
@@ -179,9 +177,7 @@ async def get_events(request: Request) -> JSON:
         elif name in SOURCE_TABLES:
             kinds.append(SOURCE_TABLES[name])
         elif name != "orchestrator_chat":
-            raise BadParameter(
-                "event_types", f"{name!r} is not one of all, agent_logs, system_logs, orchestrator_chat"
-            )
+            raise BadParameter("event_types", f"{name!r} is not one of all, agent_logs, system_logs, orchestrator_chat")
     params: dict[str, list[str]] = {"kind": sorted(set(kinds))}
     if q.get("agent_id"):
         try:
@@ -192,7 +188,7 @@ async def get_events(request: Request) -> JSON:
         params["task_slug"] = [q["task_slug"]]
     if not kinds:
         return JSON({"status": "success", "events": [], "count": 0})
-    flt = EventFilter.from_params(params)
+    flt = principal_of(request).restrict(EventFilter.from_params(params))
     meta = await store.meta()
     events, _ = await store.read_events(flt, before=meta.head_seq + 1, limit=limit + offset)
     page = events[: max(0, len(events) - offset)][-limit:]

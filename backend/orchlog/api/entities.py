@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from ..auth import Forbidden
 from ..errors import BadParameter, NotFound
 from ..filters import parse_int
 from ..models import AgentCreate, EntityPatch, OrchestratorAgentCreate, PromptCreate, canonical_uuid
@@ -13,6 +14,7 @@ from ..store.base import ArchiveAgent, CreateAgent, CreateOrchestrator, CreatePr
 from ..validation import validate_one
 from .body import read_items
 from .responses import JSON, runtime
+from .security import principal_of
 
 LIST_FILTERS = {
     "orchestrator_agents": ("status", "session_id", "archived"),
@@ -65,8 +67,18 @@ async def _list(request: Request, table: str) -> JSON:
     return JSON({"items": rows, "count": len(rows)})
 
 
+def _guard(request: Request, table: str, ident: str | None = None) -> None:
+    """Agent-bound tokens may only change their own agents, and create nothing."""
+    principal = principal_of(request)
+    if not principal.bound or principal.has("admin"):
+        return
+    if table != "agents" or ident is None or ident not in principal.agent_ids:
+        raise Forbidden("this token is bound to agents and may only update those agents")
+
+
 async def _patch(request: Request, table: str) -> JSON:
     rt = runtime(request)
+    _guard(request, table, _ident(request))
     patch = validate_one(EntityPatch, await _one_object(request), rt.settings.limits)
     _old, new = await rt.writer.submit(UpdateEntity(table, _ident(request), patch))
     return JSON(new)
@@ -74,6 +86,7 @@ async def _patch(request: Request, table: str) -> JSON:
 
 async def create_orchestrator(request: Request) -> JSON:
     rt = runtime(request)
+    _guard(request, "orchestrator_agents")
     spec = validate_one(OrchestratorAgentCreate, await _one_object(request), rt.settings.limits)
     return JSON(await rt.writer.submit(CreateOrchestrator(spec)), status_code=201)
 
@@ -92,6 +105,7 @@ async def patch_orchestrator(request: Request) -> JSON:
 
 async def create_agent(request: Request) -> JSON:
     rt = runtime(request)
+    _guard(request, "agents")
     spec = validate_one(AgentCreate, await _one_object(request), rt.settings.limits)
     return JSON(await rt.writer.submit(CreateAgent(spec)), status_code=201)
 
@@ -110,12 +124,14 @@ async def patch_agent(request: Request) -> JSON:
 
 async def delete_agent(request: Request) -> JSON:
     rt = runtime(request)
+    _guard(request, "agents", _ident(request))
     _old, new = await rt.writer.submit(ArchiveAgent(_ident(request)))
     return JSON(new)
 
 
 async def create_prompt(request: Request) -> JSON:
     rt = runtime(request)
+    _guard(request, "prompts")
     spec = validate_one(PromptCreate, await _one_object(request), rt.settings.limits)
     return JSON(await rt.writer.submit(CreatePrompt(spec)), status_code=201)
 

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from ..errors import BadParameter
 from ..filters import EventFilter, parse_int
 from .responses import JSON, query_lists, runtime
+from .security import principal_of
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -15,12 +16,10 @@ MAX_LIMIT = 1000
 async def get_events(request: Request) -> JSON:
     rt = runtime(request)
     params = query_lists(request)
-    flt = EventFilter.from_params(params)
+    flt = principal_of(request).restrict(EventFilter.from_params(params))
     after = parse_int("after", request.query_params.get("after"))
     before = parse_int("before", request.query_params.get("before"))
-    limit = (
-        parse_int("limit", request.query_params.get("limit"), minimum=1, maximum=MAX_LIMIT) or DEFAULT_LIMIT
-    )
+    limit = parse_int("limit", request.query_params.get("limit"), minimum=1, maximum=MAX_LIMIT) or DEFAULT_LIMIT
     if after is not None and before is not None and before <= after:
         raise BadParameter("before", f"must be greater than after ({after})")
     events, has_more = await rt.store.read_events(flt, after=after, before=before, limit=limit)

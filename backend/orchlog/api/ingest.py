@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from ..models import AgentLogIn
 from ..store.base import InsertLogs
 from ..validation import validate_logs
 from .body import read_items
 from .responses import JSON, runtime
+from .security import principal_of
 
 
 async def _ingest(request: Request, kind: str) -> JSON:
@@ -15,6 +17,9 @@ async def _ingest(request: Request, kind: str) -> JSON:
     limits = rt.settings.limits
     raw, single = await read_items(request, limits)
     items = validate_logs(kind, raw, limits, single=single)
+    principal = principal_of(request)
+    principal.may_post_for(it.agent_id if isinstance(it, AgentLogIn) else None for it in items)
+    rt.quotas.charge(principal, len(items))
     acks = await rt.writer.submit(InsertLogs(items))
     return JSON({"count": len(acks), "items": [a.model_dump() for a in acks]}, status_code=201)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import OrchlogError, Overloaded
+from ..errors import OrchlogError
 from ..runtime import Runtime
 
 
@@ -21,8 +22,9 @@ class JSON(Response):
 
 def error_response(exc: OrchlogError) -> JSON:
     headers = {}
-    if isinstance(exc, Overloaded):
-        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, (int, float)):
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return JSON(exc.to_dict(), status_code=exc.status, headers=headers)
 
 

@@ -17,22 +17,35 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..auth import Forbidden, Principal
 from ..errors import BadParameter, OrchlogError
 from ..filters import EventFilter, parse_int
 from ..stream.follow import Follower, FollowSpec, Frame
 from ..stream.hub import Event
-from .responses import JSON, error_response, query_lists
+from .responses import JSON, error_response, query_lists, runtime
+from .security import chosen_subprotocol, principal_of
+
+
+async def ticket(request: Request) -> JSON:
+    """A single-use, short-lived ticket for browsers: open the stream with ``?ticket=``."""
+    rt = runtime(request)
+    value = rt.tickets.issue(principal_of(request))
+    return JSON({"ticket": value, "expires_in": rt.settings.ticket_ttl_s}, status_code=201)
+
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_BAD_PARAMS = 4400
+CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_MANY = 4429
 
 Encoder = Callable[[Frame], str | list[str] | None]
 OnMessage = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-def follow_spec(params: Mapping[str, Sequence[str]], last_event_id: str | None = None) -> FollowSpec:
-    flt = EventFilter.from_params(params)
+def follow_spec(
+    params: Mapping[str, Sequence[str]], principal: Principal, last_event_id: str | None = None
+) -> FollowSpec:
+    flt = principal.restrict(EventFilter.from_params(params))
 
     def one(name: str) -> str | None:
         values = params.get(name) or []
@@ -60,17 +73,19 @@ def encode(frame: Frame) -> str:
 
 async def stream_ws(ws: WebSocket) -> None:
     rt = ws.app.state.runtime
+    subprotocol = chosen_subprotocol(ws.scope)
     try:
-        spec = follow_spec(query_lists(ws))  # type: ignore[arg-type]
+        spec = follow_spec(query_lists(ws), principal_of(ws))  # type: ignore[arg-type]
     except OrchlogError as exc:
-        await ws.accept()
-        await ws.close(code=CLOSE_BAD_PARAMS, reason=exc.message[:120])
+        await ws.accept(subprotocol=subprotocol)
+        code = CLOSE_FORBIDDEN if isinstance(exc, Forbidden) else CLOSE_BAD_PARAMS
+        await ws.close(code=code, reason=exc.message[:120])
         return
     if rt.hub.subscribers >= rt.settings.max_subscribers:
-        await ws.accept()
+        await ws.accept(subprotocol=subprotocol)
         await ws.close(code=CLOSE_TOO_MANY, reason="too many subscribers on this server; retry later")
         return
-    await ws.accept()
+    await ws.accept(subprotocol=subprotocol)
     follower = Follower(rt.hub, rt.store, spec, rt.follow_config, rt.stopping)
     await run_socket(ws, follower.frames(), encode, rt.settings.send_timeout_s)
 
@@ -131,21 +146,17 @@ async def run_socket(
             await frames.aclose()
     if code:
         with contextlib.suppress(Exception, WebSocketDisconnect):
-            await asyncio.wait_for(
-                ws.close(code=code, reason="going away: reconnect and resume with after="), 2
-            )
+            await asyncio.wait_for(ws.close(code=code, reason="going away: reconnect and resume with after="), 2)
 
 
 async def stream_sse(request: Request) -> Response:
     rt = request.app.state.runtime
     try:
-        spec = follow_spec(query_lists(request), request.headers.get("last-event-id"))
+        spec = follow_spec(query_lists(request), principal_of(request), request.headers.get("last-event-id"))
     except OrchlogError as exc:
         return error_response(exc)
     if rt.hub.subscribers >= rt.settings.max_subscribers:
-        return JSON(
-            {"error": {"code": "too_many", "message": "too many subscribers; retry later"}}, status_code=429
-        )
+        return JSON({"error": {"code": "too_many", "message": "too many subscribers; retry later"}}, status_code=429)
     follower = Follower(rt.hub, rt.store, spec, rt.follow_config, rt.stopping)
 
     async def body() -> AsyncGenerator[str, None]:

@@ -23,9 +23,7 @@ from .common import ServerProcess, percentile, record, tmpdir
 async def _setup(url: str) -> str:
     async with httpx.AsyncClient(base_url=url) as c:
         orch = (await c.post("/api/v1/orchestrator-agents", json={"status": "idle"})).json()["id"]
-        agent = await c.post(
-            "/api/v1/agents", json={"orchestrator_agent_id": orch, "name": "bench", "model": "m"}
-        )
+        agent = await c.post("/api/v1/agents", json={"orchestrator_agent_id": orch, "name": "bench", "model": "m"})
         return str(agent.json()["id"])
 
 

@@ -103,9 +103,9 @@ def server_ingest(clients: int, batch: int, total: int) -> dict[str, Any]:
         _pin(srv.proc.pid, 0)
         with httpx.Client(base_url=srv.url) as c:
             orch = c.post("/api/v1/orchestrator-agents", json={}).json()["id"]
-            agent = c.post(
-                "/api/v1/agents", json={"orchestrator_agent_id": orch, "name": "b", "model": "m"}
-            ).json()["id"]
+            agent = c.post("/api/v1/agents", json={"orchestrator_agent_id": orch, "name": "b", "model": "m"}).json()[
+                "id"
+            ]
             head0 = c.get("/api/v1/events", params={"limit": 1}).json()["head_seq"]
         cmd = [
             sys.executable,

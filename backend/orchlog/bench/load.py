@@ -34,14 +34,10 @@ async def main(url: str, agent: str, clients: int, batch: int, total: int) -> No
 
     async def worker() -> None:
         nonlocal retries
-        async with httpx.AsyncClient(
-            base_url=url, timeout=60, limits=httpx.Limits(max_keepalive_connections=1)
-        ) as c:
+        async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_keepalive_connections=1)) as c:
             for _ in counter:
                 while True:
-                    r = await c.post(
-                        "/api/v1/agent-logs", content=body, headers={"content-type": "application/json"}
-                    )
+                    r = await c.post("/api/v1/agent-logs", content=body, headers={"content-type": "application/json"})
                     if r.status_code == 201:
                         break
                     retries += 1

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+from ..auth import TokenRecord
 from ..filters import EventFilter
 from ..models import (
     Ack,
@@ -142,6 +143,8 @@ class Store(Protocol):
     async def agent_log_counts(self, agent_ids: Sequence[str]) -> dict[str, int]: ...
 
     async def check_writable(self) -> None: ...
+
+    async def load_tokens(self) -> list[TokenRecord]: ...
 
 
 __all__ = [

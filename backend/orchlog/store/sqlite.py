@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from ..auth import TokenRecord
 from ..config import Settings
 from ..errors import NotFound, Overloaded, SchemaError, ValidationFailed
 from ..filters import KINDS, EventFilter
@@ -39,6 +40,7 @@ from .base import (
     UpdateEntity,
     WriteOp,
 )
+from .tokens import load_tokens
 
 T = TypeVar("T")
 
@@ -93,9 +95,7 @@ def configure(conn: sqlite3.Connection, settings: Settings) -> None:
 def connect(path: str, settings: Settings) -> sqlite3.Connection:
     """A configured synchronous connection in autocommit mode (we issue BEGIN ourselves)."""
     Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=settings.busy_timeout_ms / 1000
-    )
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=settings.busy_timeout_ms / 1000)
     configure(conn, settings)
     return conn
 
@@ -109,9 +109,7 @@ def _statements(script: str) -> Iterable[str]:
             if buffer.strip():
                 yield buffer
             buffer = ""
-    if buffer.strip() and not all(
-        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
-    ):
+    if buffer.strip() and not all(ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()):
         raise SchemaError(f"incomplete SQL statement at the end of a migration: {buffer.strip()[:80]!r}")
 
 
@@ -406,12 +404,8 @@ class _Writer:
                         ],
                     )
         existing = {
-            "agent_logs": self._existing(
-                "agent_logs", [str(it.id) for it in items if isinstance(it, AgentLogIn)]
-            ),
-            "system_logs": self._existing(
-                "system_logs", [str(it.id) for it in items if isinstance(it, SystemLogIn)]
-            ),
+            "agent_logs": self._existing("agent_logs", [str(it.id) for it in items if isinstance(it, AgentLogIn)]),
+            "system_logs": self._existing("system_logs", [str(it.id) for it in items if isinstance(it, SystemLogIn)]),
         }
         rows: dict[str, list[tuple[Any, ...]]] = {"agent_logs": [], "system_logs": []}
         acks: list[Ack] = []
@@ -521,13 +515,9 @@ class _Writer:
                 value = int(value)
             changes[name] = value
         if patch.add_input_tokens:
-            changes["input_tokens"] = (
-                int(changes.get("input_tokens", old["input_tokens"])) + patch.add_input_tokens
-            )
+            changes["input_tokens"] = int(changes.get("input_tokens", old["input_tokens"])) + patch.add_input_tokens
         if patch.add_output_tokens:
-            changes["output_tokens"] = (
-                int(changes.get("output_tokens", old["output_tokens"])) + patch.add_output_tokens
-            )
+            changes["output_tokens"] = int(changes.get("output_tokens", old["output_tokens"])) + patch.add_output_tokens
         if patch.add_cost:
             base = Decimal(str(changes.get("total_cost", old["total_cost"])))
             changes["total_cost"] = _money(base + patch.add_cost)
@@ -644,9 +634,7 @@ class _Reader:
 
         await self.run(lambda _conn: None, opening=_open)
 
-    async def run(
-        self, fn: Callable[[sqlite3.Connection], T], *, opening: Callable[[], None] | None = None
-    ) -> T:
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, opening: Callable[[], None] | None = None) -> T:
         def call() -> T:
             if opening is not None:
                 opening()
@@ -788,6 +776,10 @@ class SqliteStore:
             events.reverse()
         return events, has_more
 
+    # -- tokens
+    async def load_tokens(self) -> list[TokenRecord]:
+        return await self._read(load_tokens)
+
     # -- entities
     async def get_entity(self, table: str, ident: str) -> dict[str, Any] | None:
         assert table in ENTITY_TABLES
@@ -800,10 +792,7 @@ class SqliteStore:
         assert table in ENTITY_TABLES
         terms = [f"{name} = ?" for name in where]
         order = "timestamp" if table == "prompts" else "created_at"
-        sql = (
-            f"SELECT * FROM {table} WHERE {' AND '.join(terms) or '1'} "
-            f"ORDER BY {order} DESC, id LIMIT ? OFFSET ?"
-        )
+        sql = f"SELECT * FROM {table} WHERE {' AND '.join(terms) or '1'} ORDER BY {order} DESC, id LIMIT ? OFFSET ?"
         return await self._query(sql, [*where.values(), limit, offset])
 
     async def agent_log_counts(self, agent_ids: Sequence[str]) -> dict[str, int]:

@@ -46,9 +46,7 @@ MAX_BATCH = 1000
 class Follower:
     """Iterate to get frames: ``Event`` objects (sequenced) and control dicts (hello, live, ...)."""
 
-    def __init__(
-        self, hub: Hub, store: Store, spec: FollowSpec, config: FollowConfig, stopping: asyncio.Event
-    ) -> None:
+    def __init__(self, hub: Hub, store: Store, spec: FollowSpec, config: FollowConfig, stopping: asyncio.Event) -> None:
         self.hub = hub
         self.store = store
         self.spec = spec

@@ -226,11 +226,7 @@ class Hub:
         self.reads += 1
         for stored in rows:
             event = Event.of(stored)
-            dropped = [
-                sub
-                for sub in self._subs
-                if sub.filter.matches(event.kind, event.data) and not sub.offer(event)
-            ]
+            dropped = [sub for sub in self._subs if sub.filter.matches(event.kind, event.data) and not sub.offer(event)]
             for sub in dropped:
                 self._subs.discard(sub)
                 self.overflows += 1

@@ -1,0 +1,237 @@
+"""Tokens, scopes and quotas: who may do what, decided without any web framework.
+
+A token is ``olg_<random>``; only its SHA-256 is stored (database, or settings for containers).
+A principal has scopes (``read``, ``ingest``, ``admin``; admin implies the others) and may be
+bound to agent ids: a bound read principal sees only those agents' events (history, replay and
+live alike, whatever filter it asks for); a bound ingest principal may only post for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from .errors import OrchlogError
+from .filters import EventFilter
+
+SCOPES = ("read", "ingest", "admin")
+TOKEN_PREFIX = "olg_"
+
+
+class Unauthorized(OrchlogError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(OrchlogError):
+    status = 403
+    code = "forbidden"
+
+
+class RateLimited(OrchlogError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    scopes: frozenset[str]
+    agent_ids: frozenset[str] = frozenset()
+    token_id: str | None = None
+
+    def has(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+    def require(self, scope: str) -> None:
+        if not self.has(scope):
+            raise Forbidden(f"this token lacks the {scope!r} scope (it has: {', '.join(sorted(self.scopes))})")
+
+    @property
+    def bound(self) -> bool:
+        return bool(self.agent_ids)
+
+    def restrict(self, flt: EventFilter) -> EventFilter:
+        """Narrow a read filter to the principal's agents; asking for others is refused."""
+        if not self.bound or "admin" in self.scopes:
+            return flt
+        if flt.agent_ids:
+            outside = [a for a in flt.agent_ids if a not in self.agent_ids]
+            if outside:
+                raise Forbidden(f"this token may not read agent {outside[0]}")
+            return flt
+        return replace(flt, agent_ids=tuple(sorted(self.agent_ids)))
+
+    def may_post_for(self, agent_ids: Iterable[str | None]) -> None:
+        if not self.bound or "admin" in self.scopes:
+            return
+        for agent_id in agent_ids:
+            if agent_id is None:
+                raise Forbidden("this token is bound to agents and may not post system logs")
+            if agent_id not in self.agent_ids:
+                raise Forbidden(f"this token may not post for agent {agent_id}")
+
+
+OPEN = Principal(name="anonymous (no tokens configured)", scopes=frozenset(SCOPES))
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    name: str
+    token_hash: str
+    scopes: tuple[str, ...]
+    agent_ids: tuple[str, ...]
+    created_at: str
+    revoked_at: str | None = None
+
+    def principal(self) -> Principal:
+        return Principal(self.name, frozenset(self.scopes), frozenset(self.agent_ids), self.id)
+
+
+def parse_seeded(spec: str) -> list[TokenRecord]:
+    """Tokens from settings (``ORCHLOG_TOKENS``): ``name:scope+scope:token`` entries, comma
+    separated, e.g. ``ci:ingest:olg_x,dash:read:olg_y``. Kept hashed in memory only."""
+    out = []
+    for n, entry in enumerate(filter(None, (e.strip() for e in spec.split(",")))):
+        parts = entry.split(":", 2)
+        if len(parts) != 3 or not parts[2]:
+            raise OrchlogError(f"ORCHLOG_TOKENS entry {n + 1} is not name:scopes:token")
+        name, scopes, token = parts
+        bad = [s for s in scopes.split("+") if s not in SCOPES]
+        if bad:
+            raise OrchlogError(f"ORCHLOG_TOKENS entry {name!r}: unknown scope {bad[0]!r} (use {', '.join(SCOPES)})")
+        out.append(TokenRecord(f"seeded:{name}", name, token_hash(token), tuple(scopes.split("+")), (), ""))
+    return out
+
+
+class Keyring:
+    """The active tokens by hash; refreshed from the database every few seconds, so tokens
+    created or revoked by ``orchlog token`` (another process) take effect without a restart."""
+
+    def __init__(self, seeded: Sequence[TokenRecord] = (), refresh_s: float = 2.0) -> None:
+        self._seeded = list(seeded)
+        self._by_hash: dict[str, TokenRecord] = {t.token_hash: t for t in seeded}
+        self._revoked: set[str] = set()
+        self.refresh_s = refresh_s
+        self.loaded_at = 0.0
+
+    def load(self, records: Iterable[TokenRecord]) -> None:
+        by_hash = {t.token_hash: t for t in self._seeded}
+        revoked = set()
+        for record in records:
+            if record.revoked_at:
+                revoked.add(record.token_hash)
+            else:
+                by_hash[record.token_hash] = record
+        self._by_hash, self._revoked = by_hash, revoked
+        self.loaded_at = time.monotonic()
+
+    @property
+    def stale(self) -> bool:
+        return time.monotonic() - self.loaded_at > self.refresh_s
+
+    @property
+    def enabled(self) -> bool:
+        """Auth is on as soon as one token exists (active or revoked)."""
+        return bool(self._by_hash or self._revoked)
+
+    def authenticate(self, token: str | None) -> Principal:
+        if not self.enabled:
+            return OPEN
+        if not token:
+            raise Unauthorized("a token is required: send 'Authorization: Bearer <token>'")
+        digest = token_hash(token)
+        record = self._by_hash.get(digest)
+        # the dict lookup is by a hash of the secret; compare_digest keeps the final check constant-time
+        if record is None or not hmac.compare_digest(record.token_hash, digest):
+            if digest in self._revoked:
+                raise Unauthorized("this token was revoked")
+            raise Unauthorized("unknown token")
+        return record.principal()
+
+
+@dataclass
+class TokenBucket:
+    rate: float  # tokens per second
+    burst: float
+    level: float = -1.0
+    stamp: float = field(default_factory=time.monotonic)
+
+    def take(self, amount: float) -> float:
+        """0 if allowed (and taken), else the seconds to wait before this much is available."""
+        now = time.monotonic()
+        if self.level < 0:
+            self.level = self.burst
+        self.level = min(self.burst, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if amount <= self.level:
+            self.level -= amount
+            return 0.0
+        return (amount - self.level) / self.rate
+
+
+class Quotas:
+    """Per-principal ingest rate (events/s, token bucket); 0 disables."""
+
+    def __init__(self, events_per_s: float, burst: float) -> None:
+        self.rate = events_per_s
+        self.burst = max(burst, 1.0)
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def charge(self, principal: Principal, events: int) -> None:
+        if self.rate <= 0:
+            return
+        bucket = self._buckets.setdefault(principal.name, TokenBucket(self.rate, self.burst))
+        wait = bucket.take(min(events, self.burst))
+        if wait > 0:
+            raise RateLimited(
+                f"ingest quota of {self.rate:g} events/s exceeded for {principal.name!r}; retry after {wait:.1f}s",
+                retry_after=wait,
+            )
+
+
+class Tickets:
+    """Short-lived single-use stream tickets for browsers (which cannot set headers on a WebSocket
+    or EventSource): ``POST /api/v1/stream/ticket`` → ``?ticket=``. Kept in this process only."""
+
+    def __init__(self, ttl_s: float = 30.0, max_live: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_live = max_live
+        self._live: dict[str, tuple[float, Principal]] = {}
+
+    def issue(self, principal: Principal) -> str:
+        self._expire()
+        if len(self._live) >= self.max_live:
+            raise RateLimited("too many outstanding stream tickets; retry shortly", retry_after=self.ttl_s)
+        ticket = secrets.token_urlsafe(24)
+        self._live[ticket] = (time.monotonic() + self.ttl_s, principal)
+        return ticket
+
+    def redeem(self, ticket: str) -> Principal:
+        self._expire()
+        entry = self._live.pop(ticket, None)
+        if entry is None:
+            raise Unauthorized("unknown, used or expired stream ticket; request a new one")
+        return entry[1]
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, (deadline, _) in self._live.items() if deadline < now]:
+            del self._live[key]
