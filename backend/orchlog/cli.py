@@ -15,9 +15,9 @@ from .errors import OrchlogError
 DB_HELP = "Database: a SQLite path or sqlite:///path (env ORCHLOG_DB). Default ./orchlog.db."
 
 
-def _settings(**overrides: Any) -> Settings:
+def _settings(config: str | None = None, **overrides: Any) -> Settings:
     try:
-        return Settings.load(overrides)
+        return Settings.load(overrides, config_file=config)
     except OrchlogError as exc:
         raise click.UsageError(exc.message) from None
 
@@ -52,6 +52,7 @@ def main() -> None:
     "FULL: they also survive power loss, at a cost per commit.",
 )
 @click.option("--log-level", default=None, help="debug, info, warning, error (env ORCHLOG_LOG_LEVEL).")
+@click.option("--config", "config_file", default=None, help="TOML settings file (env ORCHLOG_CONFIG).")
 @click.option(
     "--insecure-no-auth",
     is_flag=True,
@@ -64,6 +65,7 @@ def serve(
     port: int | None,
     synchronous: str | None,
     log_level: str | None,
+    config_file: str | None,
     insecure_no_auth: bool | None,
 ) -> None:
     """Run the server: ingest API, history, live streams, orchestrator_3_stream compatibility.
@@ -72,6 +74,7 @@ def serve(
     flushed and closed with 1001 (clients resume elsewhere), queued writes are committed.
     """
     settings = _settings(
+        config_file,
         db=db,
         host=host,
         port=port,
@@ -190,6 +193,66 @@ def token_revoke(ref: str, db: str | None) -> None:
     finally:
         conn.close()
     click.echo(f"revoked {record.name!r} ({record.id})")
+
+
+@main.command("config")
+@click.option("--config", "config_file", default=None, help="TOML settings file (env ORCHLOG_CONFIG).")
+def show_config(config_file: str | None) -> None:
+    """Print the effective settings (flags > ORCHLOG_* env > TOML file > defaults), secrets hidden."""
+    settings = _settings(config_file)
+    for key, value in settings.public().items():
+        click.echo(f"{key} = {value!r}")
+
+
+@main.command()
+@click.argument("dest", type=click.Path(dir_okay=False))
+@click.option("--db", default=None, help=DB_HELP)
+def backup(dest: str, db: str | None) -> None:
+    """Copy the database to DEST with SQLite's online backup API (safe while the server runs),
+    then verify the copy with integrity_check."""
+    from .store import sqlite_path
+    from .store.backup import backup_database
+
+    settings = _settings(db=db)
+    try:
+        pages = backup_database(sqlite_path(settings.db), dest)
+    except OrchlogError as exc:
+        click.echo(f"orchlog: {exc.message}", err=True)
+        sys.exit(1)
+    click.echo(f"backed up {pages} pages to {dest}; integrity_check ok")
+
+
+@main.command()
+@click.option("--db", default=None, help=DB_HELP)
+@click.option("--age", default=None, help="Delete events older than this (30d, 12h, ...); default from settings.")
+@click.option("--rows", type=click.IntRange(1), default=None, help="Keep only the newest N rows per table.")
+def retention(db: str | None, age: str | None, rows: int | None) -> None:
+    """Apply retention now (in small chunks; safe while the server runs), then checkpoint."""
+    import asyncio
+
+    from .runtime import Runtime
+
+    settings = _settings(db=db, retention_age=age, retention_rows=rows)
+
+    async def run() -> dict[str, int]:
+        rt = Runtime(settings)
+        await rt.store.open()
+        rt.writer.start()
+        try:
+            return await rt.maintain()
+        finally:
+            await rt.writer.stop()
+            await rt.store.close()
+
+    try:
+        deleted = asyncio.run(run())
+    except OrchlogError as exc:
+        click.echo(f"orchlog: {exc.message}", err=True)
+        sys.exit(1)
+    if not deleted:
+        click.echo("no retention configured: pass --age and/or --rows, or set ORCHLOG_RETENTION_AGE / _ROWS")
+    for table, n in deleted.items():
+        click.echo(f"{table}: deleted {n} rows")
 
 
 URL_HELP = "Server URL (env ORCHLOG_URL). Default http://127.0.0.1:8000."

@@ -8,6 +8,7 @@ environment after start-up.
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -56,6 +57,15 @@ class Settings(Limits):
     send_timeout_s: float = Field(default=30.0, gt=0)
     max_subscribers: int = Field(default=10_000, ge=1)
 
+    # retention ("" / 0 = keep forever): an age like 30d or 12h, and/or a row count, per table
+    retention_age: str = ""
+    retention_rows: int = Field(default=0, ge=0)
+    retention_agent_logs_age: str | None = None
+    retention_agent_logs_rows: int | None = Field(default=None, ge=0)
+    retention_system_logs_age: str | None = None
+    retention_system_logs_rows: int | None = Field(default=None, ge=0)
+    maintenance_interval_s: float = Field(default=30.0, gt=0)  # retention + WAL checkpoint cadence
+
     # security
     tokens: str = Field(default="", repr=False)  # seeded tokens: "name:scope+scope:token,..."
     allowed_origins: str = ""  # extra browser origins for streams and CORS (comma list; "*" = any)
@@ -71,10 +81,22 @@ class Settings(Limits):
         return {k: ("***" if k in self.SECRET_FIELDS and v else v) for k, v in self.model_dump().items()}
 
     @classmethod
-    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-        """Merge the environment and explicit overrides (``None`` values are ignored)."""
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        config_file: str | None = None,
+    ) -> Settings:
+        """Flags (``overrides``, ``None`` = not given) > ``ORCHLOG_*`` env > TOML file > defaults.
+
+        The file comes from ``config_file`` or ``ORCHLOG_CONFIG``; its keys are the field names
+        (``db = "/var/lib/orchlog/orchlog.db"``, ``port = 8000``, ...), optionally under ``[orchlog]``.
+        """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        path = config_file or env.get(ENV_PREFIX + "CONFIG")
+        if path:
+            values.update(_read_toml(path, cls))
         for name in cls.model_fields:
             raw = env.get(ENV_PREFIX + name.upper())
             if raw is not None and raw != "":
@@ -94,3 +116,18 @@ class Settings(Limits):
     @property
     def limits(self) -> Limits:
         return Limits.model_validate(self.model_dump(include=set(Limits.model_fields)))
+
+
+def _read_toml(path: str, model: type[BaseModel]) -> dict[str, Any]:
+    try:
+        with open(os.path.expanduser(path), "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise OrchlogError(f"cannot read the config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise OrchlogError(f"config file {path} is not valid TOML: {exc}") from None
+    section = data.get("orchlog", data)
+    unknown = sorted(set(section) - set(model.model_fields))
+    if unknown:
+        raise OrchlogError(f"config file {path}: unknown setting {unknown[0]!r}")
+    return dict(section)

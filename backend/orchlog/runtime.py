@@ -9,12 +9,15 @@ and the store close.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
 
 from .auth import Keyring, Quotas, Tickets, parse_seeded
 from .config import Settings
+from .metrics import Metrics
+from .retention import enforce, policies
 from .store import open_store
 from .store.base import ArchiveAgent, CreateAgent, Store, UpdateEntity, WriteOp
 from .stream.follow import FollowConfig
@@ -49,8 +52,12 @@ class Runtime:
             o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()
         )
         self.stopping = asyncio.Event()
-        self.streams = 0
         self.started = False
+        self.deleted: dict[str, int] = {}
+        self.stream_counts: dict[str, int] = {"websocket": 0, "sse": 0, "compat": 0}
+        self.metrics = Metrics()
+        self.metrics.attach(self)
+        self._maintenance: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.store.open()
@@ -60,6 +67,7 @@ class Runtime:
         self.writer.head_seq = await self.store.head_seq()
         self.writer.start()
         await self.hub.start()
+        self._maintenance = asyncio.create_task(self._maintain_forever(), name="orchlog-maintenance")
         self.started = True
 
     async def refresh_tokens(self) -> None:
@@ -72,8 +80,34 @@ class Runtime:
         self.stopping.set()
         self.hub.wake_all()
 
+    async def maintain(self) -> dict[str, int]:
+        """Retention now, then a WAL checkpoint; returns rows deleted per table."""
+        deleted = await enforce(self.writer, policies(self.settings))
+        for table, n in deleted.items():
+            self.deleted[table] = self.deleted.get(table, 0) + n
+        await self.store.maintain()
+        return deleted
+
+    async def _maintain_forever(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                async with asyncio.timeout(self.settings.maintenance_interval_s):
+                    await self.stopping.wait()
+            except TimeoutError:
+                pass
+            if self.stopping.is_set():
+                return
+            try:
+                await self.maintain()
+            except Exception:
+                log.exception("retention/checkpoint failed; retrying in %ss", self.settings.maintenance_interval_s)
+
     async def stop(self) -> None:
         self.begin_shutdown()
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
         await self.writer.stop()
         await self.hub.stop()
         await self.store.close()

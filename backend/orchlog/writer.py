@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ log = logging.getLogger("orchlog.writer")
 
 HeadListener = Callable[[int], None]
 CommitListener = Callable[[list[WriteOp], list[Any]], None]
+BatchObserver = Callable[[int, float], None]
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Writer:
         self._retry_after = retry_after
         self._head_listeners: list[HeadListener] = []
         self._commit_listeners: list[CommitListener] = []
+        self._observers: list[BatchObserver] = []
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.stats = WriterStats()
@@ -126,8 +129,13 @@ class Writer:
                 for _ in batch:
                     self._queue.task_done()
 
+    def on_batch(self, observer: BatchObserver) -> None:
+        """Called with (events in the batch, seconds the transaction took) after each commit."""
+        self._observers.append(observer)
+
     async def _commit(self, batch: list[_Pending]) -> None:
         ops = [p.op for p in batch]
+        started = time.perf_counter()
         try:
             result = await self._store.write_batch(ops)
         except Exception as exc:
@@ -139,6 +147,9 @@ class Writer:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
             return
+        took = time.perf_counter() - started
+        for observer in self._observers:
+            observer(sum(op.size for op in ops), took)
         self.stats.batches += 1
         self.stats.ops += len(ops)
         self.stats.events += sum(op.size for op in ops)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -13,9 +14,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
 from ..errors import OrchlogError
+from ..metrics import Metrics, route_label
 from ..runtime import Runtime
 from . import compat, entities, health, history, ingest, stream
 from .responses import JSON, error_response
@@ -29,6 +32,7 @@ LOOPBACK_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 ROUTES = [
     Route("/healthz", health.healthz),
     Route("/readyz", health.readyz),
+    Route("/metrics", health.metrics),
     Route("/api/v1/agent-logs", ingest.post_agent_logs, methods=["POST"]),
     Route("/api/v1/system-logs", ingest.post_system_logs, methods=["POST"]),
     Route("/api/v1/events", ingest.post_events, methods=["POST"]),
@@ -77,6 +81,34 @@ async def _crash(request: Request, exc: Exception) -> Response:
     return JSON(body, status_code=500)
 
 
+class RequestMetrics:
+    """Counts and times every HTTP request by route (ids folded) and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = route_label(scope["path"])
+            self.metrics.http_seconds.labels(route).observe(time.perf_counter() - started)
+            self.metrics.http_requests.labels(route, scope["method"], str(status)).inc()
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Starlette:
     settings = settings or Settings.load()
     rt = runtime or Runtime(settings)
@@ -93,6 +125,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         routes=ROUTES,
         lifespan=lifespan,
         middleware=[
+            Middleware(RequestMetrics, metrics=rt.metrics),
             Middleware(
                 CORSMiddleware,
                 allow_origins=sorted(rt.allowed_origins),

@@ -89,7 +89,7 @@ async def ws(websocket: WebSocket) -> None:
             }
         ).decode()
     )
-    rt.streams += 1
+    rt.stream_counts["compat"] += 1
     follower = Follower(rt.hub, rt.store, FollowSpec(filter=flt, after=after), rt.follow_config, rt.stopping)
 
     def encode(frame: Frame) -> str | list[str] | None:
@@ -123,12 +123,13 @@ async def ws(websocket: WebSocket) -> None:
     try:
         await run_socket(websocket, follower.frames(), encode, rt.settings.send_timeout_s, relay)
     finally:
-        rt.streams -= 1
+        rt.stream_counts["compat"] -= 1
 
 
 async def health(request: Request) -> JSON:
     rt = runtime(request)
-    return JSON({"status": "healthy", "service": "orchlog", "websocket_connections": rt.hub.subscribers})
+    connections = rt.stream_counts["websocket"] + rt.stream_counts["compat"]
+    return JSON({"status": "healthy", "service": "orchlog", "websocket_connections": connections})
 
 
 async def _orchestrator(request: Request) -> dict[str, Any]:

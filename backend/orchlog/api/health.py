@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from .. import __version__
 from ..errors import OrchlogError
+from ..metrics import CONTENT_TYPE
 from .responses import JSON, runtime
 
 
@@ -37,3 +39,10 @@ async def readyz(request: Request) -> JSON:
         "subscribers": rt.hub.subscribers,
     }
     return JSON(body, status_code=200 if not problems else 503)
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    rt = runtime(request)
+    rt.metrics.sizes = await rt.store.sizes()
+    return Response(rt.metrics.render(), media_type=CONTENT_TYPE)

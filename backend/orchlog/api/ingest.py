@@ -21,6 +21,11 @@ async def _ingest(request: Request, kind: str) -> JSON:
     principal.may_post_for(it.agent_id if isinstance(it, AgentLogIn) else None for it in items)
     rt.quotas.charge(principal, len(items))
     acks = await rt.writer.submit(InsertLogs(items))
+    duplicates = sum(1 for a in acks if a.duplicate)
+    counter = rt.metrics.ingest_events
+    counter.labels(kind, "stored").inc(len(acks) - duplicates)
+    if duplicates:
+        counter.labels(kind, "duplicate").inc(duplicates)
     return JSON({"count": len(acks), "items": [a.model_dump() for a in acks]}, status_code=201)
 
 

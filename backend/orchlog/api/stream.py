@@ -87,7 +87,11 @@ async def stream_ws(ws: WebSocket) -> None:
         return
     await ws.accept(subprotocol=subprotocol)
     follower = Follower(rt.hub, rt.store, spec, rt.follow_config, rt.stopping)
-    await run_socket(ws, follower.frames(), encode, rt.settings.send_timeout_s)
+    rt.stream_counts["websocket"] += 1
+    try:
+        await run_socket(ws, follower.frames(), encode, rt.settings.send_timeout_s)
+    finally:
+        rt.stream_counts["websocket"] -= 1
 
 
 async def run_socket(
@@ -160,6 +164,14 @@ async def stream_sse(request: Request) -> Response:
     follower = Follower(rt.hub, rt.store, spec, rt.follow_config, rt.stopping)
 
     async def body() -> AsyncGenerator[str, None]:
+        rt.stream_counts["sse"] += 1
+        try:
+            async for chunk in sse_chunks():
+                yield chunk
+        finally:
+            rt.stream_counts["sse"] -= 1
+
+    async def sse_chunks() -> AsyncGenerator[str, None]:
         yield "retry: 2000\n\n"
         async for frame in follower.frames():
             if isinstance(frame, list):

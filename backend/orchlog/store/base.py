@@ -83,12 +83,25 @@ class ArchiveAgent:
 
 
 @dataclass(frozen=True)
+class PruneLogs:
+    """Retention: delete up to ``chunk`` of the oldest rows of one table that are older than
+    ``before`` (a timestamp) or beyond the newest ``keep_rows``. Small chunks, each its own op in
+    the writer's queue, so ingest keeps flowing between them. Result: rows deleted."""
+
+    table: str  # "agent_logs" | "system_logs"
+    before: str | None
+    keep_rows: int | None
+    chunk: int = 2000
+    size: int = 1
+
+
+@dataclass(frozen=True)
 class CreatePrompt:
     spec: PromptCreate
     size: int = 1
 
 
-WriteOp = InsertLogs | CreateOrchestrator | CreateAgent | UpdateEntity | ArchiveAgent | CreatePrompt
+WriteOp = InsertLogs | CreateOrchestrator | CreateAgent | UpdateEntity | ArchiveAgent | CreatePrompt | PruneLogs
 
 
 class BatchResult(NamedTuple):
@@ -146,6 +159,12 @@ class Store(Protocol):
 
     async def load_tokens(self) -> list[TokenRecord]: ...
 
+    async def maintain(self) -> dict[str, int]:
+        """Checkpoint the WAL and give freed pages back; returns file sizes (for metrics)."""
+        ...
+
+    async def sizes(self) -> dict[str, int]: ...
+
 
 __all__ = [
     "Ack",
@@ -155,6 +174,7 @@ __all__ = [
     "CreateOrchestrator",
     "CreatePrompt",
     "InsertLogs",
+    "PruneLogs",
     "Store",
     "StoredEvent",
     "StreamMeta",

@@ -11,6 +11,7 @@ plus reading the new rows is a single hop.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
 import uuid
@@ -35,6 +36,7 @@ from .base import (
     CreateOrchestrator,
     CreatePrompt,
     InsertLogs,
+    PruneLogs,
     StoredEvent,
     StreamMeta,
     UpdateEntity,
@@ -87,6 +89,9 @@ _IN_CHUNK = 500
 def configure(conn: sqlite3.Connection, settings: Settings) -> None:
     """The pragmas every connection gets (WAL, foreign keys, busy timeout, synchronous)."""
     conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout_ms)}")
+    if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+        # a brand-new file: let retention give pages back (settable only before the header is written)
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute(f"PRAGMA synchronous = {settings.synchronous}")
@@ -375,7 +380,44 @@ class _Writer:
             return self._update("agents", op.id, EntityPatch(archived=True))
         if isinstance(op, CreatePrompt):
             return self._create_prompt(op)
+        if isinstance(op, PruneLogs):
+            return self._prune(op)
         raise TypeError(f"unknown write op {op!r}")
+
+    def _prune(self, op: PruneLogs) -> int:
+        assert op.table in ("agent_logs", "system_logs")
+        conn = self.conn
+        cutoff = 0
+        if op.keep_rows is not None:
+            row = conn.execute(
+                f"SELECT seq FROM {op.table} ORDER BY seq DESC LIMIT 1 OFFSET ?", (op.keep_rows,)
+            ).fetchone()
+            cutoff = row[0] if row else 0
+        if op.before is not None:
+            row = conn.execute(
+                f"SELECT max(seq) FROM (SELECT seq FROM {op.table} WHERE timestamp < ? ORDER BY seq LIMIT ?)",
+                (op.before, op.chunk),
+            ).fetchone()
+            cutoff = max(cutoff, row[0] or 0)
+        if not cutoff:
+            return 0
+        victims = conn.execute(
+            f"SELECT max(seq), count(*) FROM (SELECT seq FROM {op.table} WHERE seq <= ? ORDER BY seq LIMIT ?)",
+            (cutoff, op.chunk),
+        ).fetchone()
+        upto, count = victims[0], victims[1]
+        if not count:
+            return 0
+        conn.execute(f"DELETE FROM {op.table} WHERE seq <= ?", (upto,))
+        # everything at or below the floor may be gone: resuming below it gets a `reset`
+        conn.execute("UPDATE stream_meta SET floor_seq = max(floor_seq, ?) WHERE id = 1", (upto,))
+        return int(count)
+
+    def maintain(self) -> dict[str, int]:
+        """PASSIVE checkpoint (never blocks readers or writers), then return freed pages."""
+        busy, wal_pages, moved = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self.conn.execute("PRAGMA incremental_vacuum(1000)")
+        return {"checkpoint_busy": busy, "wal_pages": wal_pages, "checkpointed_pages": moved}
 
     def _existing(self, table: str, ids: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -775,6 +817,24 @@ class SqliteStore:
         if descending:
             events.reverse()
         return events, has_more
+
+    # -- maintenance
+    async def maintain(self) -> dict[str, int]:
+        assert self._writer is not None, "store is not open"
+        return await self._on_writer(self._writer.maintain)
+
+    async def sizes(self) -> dict[str, int]:
+        def _sizes() -> dict[str, int]:
+            out = {}
+            for name, suffix in (("db_bytes", ""), ("wal_bytes", "-wal")):
+                try:
+                    out[name] = os.path.getsize(self.path + suffix)
+                except OSError:
+                    out[name] = 0
+            return out
+
+        assert self._tail is not None
+        return await self._tail.run(lambda _conn: _sizes())
 
     # -- tokens
     async def load_tokens(self) -> list[TokenRecord]:

@@ -82,6 +82,7 @@ class Follower:
             "filter": flt.describe(),
         }
         if reset is not None:
+            self.hub.resets += 1
             yield {"type": "reset", "floor_seq": meta.floor_seq, "reason": reset, "after": cursor}
         if self.spec.tail is not None and self.spec.tail > 0:
             events, _ = await self.store.read_events(flt, before=meta.head_seq + 1, limit=self.spec.tail)

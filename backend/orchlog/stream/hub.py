@@ -142,6 +142,7 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self.cursor = 0
         self.overflows = 0
+        self.resets = 0
         self.reads = 0
 
     @property
