@@ -539,7 +539,7 @@ class EventSender:
                     elif batch:
                         self._requeue(batch)
                     backoff = min(self.max_backoff, max(retry.delay, backoff * 2 or 0.1))
-                    self._closing.wait(backoff * random.uniform(0.8, 1.2))
+                    markers += self._wait_out(backoff * random.uniform(0.8, 1.2), spool)
         finally:
             if spool is not None:
                 leftovers = [e for e in self._drain_buffer() if isinstance(e, dict)]
@@ -547,11 +547,11 @@ class EventSender:
                     self.stats.dropped += spool.push(leftovers, self.policy)
                 spool.close()
 
-    def _take_batch(self) -> tuple[list[dict[str, Any]], list[threading.Event]]:
+    def _take_batch(self, within: float | None = None) -> tuple[list[dict[str, Any]], list[threading.Event]]:
         """Up to batch_size events or flush_interval seconds; stops early at a flush marker."""
         batch: list[dict[str, Any]] = []
         markers: list[threading.Event] = []
-        deadline = time.monotonic() + self.flush_interval
+        deadline = time.monotonic() + (self.flush_interval if within is None else within)
         while len(batch) < self.batch_size:
             left = deadline - time.monotonic()
             try:
@@ -572,15 +572,42 @@ class EventSender:
             except queue.Empty:
                 return out
 
+    def _wait_out(self, seconds: float, spool: _Spool | None) -> list[threading.Event]:
+        """Back off before the next attempt, but keep draining the buffer into the spool meanwhile:
+        the overflow policy must only bite when the spool itself is full."""
+        deadline = time.monotonic() + seconds
+        markers: list[threading.Event] = []
+        while not self._closing.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if spool is None:
+                self._closing.wait(min(left, 0.25))
+                continue
+            batch, new_markers = self._take_batch(min(left, self.flush_interval))
+            markers += new_markers
+            if batch:
+                self.stats.dropped += spool.push(batch, self.policy)
+                self.stats.spooled += len(batch)
+        return markers
+
     def _requeue(self, batch: list[dict[str, Any]]) -> None:
-        """No spool: keep the batch in memory (front of the line is not possible with Queue, so
-        re-put; order among retried batches is kept because only this thread consumes)."""
-        leftovers = self._drain_buffer()
-        for event in [*batch, *leftovers]:  # markers ride along, in order
+        """No spool: put the failed batch back in front of what arrived meanwhile (only this
+        thread consumes, so order holds); if it does not all fit, the policy picks the victims."""
+        pending: list[Any] = [*batch, *self._drain_buffer()]  # flush markers ride along, in order
+        events = [e for e in pending if isinstance(e, dict)]
+        room = self._buffer.maxsize
+        if len(events) > room:
+            excess = len(events) - room
+            victims = set(map(id, events[:excess] if self.policy == "drop_oldest" else events[-excess:]))
+            pending = [e for e in pending if id(e) not in victims]
+            self.stats.dropped += excess
+        for event in pending:
             try:
                 self._buffer.put_nowait(event)
-            except queue.Full:
-                self.stats.dropped += 1
+            except queue.Full:  # a producer raced us into the freed room
+                if isinstance(event, dict):
+                    self.stats.dropped += 1
 
     def _send(self, batch: list[dict[str, Any]]) -> None:
         while batch:
@@ -659,9 +686,11 @@ class OrchlogHandler(logging.Handler):
         event_type: str = "log",
         sender: EventSender | None = None,
         level: int = logging.NOTSET,
+        shutdown_timeout: float = 2.0,
         **sender_options: Any,
     ) -> None:
         super().__init__(level)
+        self.shutdown_timeout = shutdown_timeout
         self.agent_id = agent_id
         self.event_type = event_type
         self._own_sender = sender is None
@@ -704,12 +733,14 @@ class OrchlogHandler(logging.Handler):
             self.handleError(record)
 
     def flush(self) -> None:
-        self.sender.flush(timeout=5.0)
+        self.sender.flush(timeout=self.shutdown_timeout)
 
     def close(self) -> None:
+        """At interpreter exit (logging.shutdown) this waits at most ``shutdown_timeout`` for the
+        server; what is not sent by then stays in the spool, if the sender has one."""
         try:
             if self._own_sender:
-                self.sender.close(timeout=5.0)
+                self.sender.close(timeout=self.shutdown_timeout)
         finally:
             super().close()
 
