@@ -20,7 +20,7 @@ from ..config import Settings
 from ..errors import OrchlogError
 from ..metrics import Metrics, route_label
 from ..runtime import Runtime
-from . import compat, entities, health, history, ingest, stream
+from . import compat, dashboard, entities, health, history, ingest, stream
 from .responses import JSON, error_response
 from .security import AuthMiddleware
 
@@ -30,6 +30,7 @@ log = logging.getLogger("orchlog.api")
 LOOPBACK_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 
 ROUTES = [
+    Route("/", dashboard.static),
     Route("/healthz", health.healthz),
     Route("/readyz", health.readyz),
     Route("/metrics", health.metrics),
@@ -60,6 +61,8 @@ ROUTES = [
     Route("/list_agents", compat.list_agents),
     Route("/get_events", compat.get_events),
     Route("/load_chat", compat.load_chat, methods=["POST"]),
+    # the dashboard's files; last, so it never shadows a route above
+    Route("/{name:str}", dashboard.static, name="dashboard-file", methods=["GET", "HEAD"]),
 ]
 
 
