@@ -195,6 +195,52 @@ def token_revoke(ref: str, db: str | None) -> None:
     click.echo(f"revoked {record.name!r} ({record.id})")
 
 
+@main.group(invoke_without_command=True)
+@click.option("--agent", default=None, help="Agent name the events belong to (default: claude-<session id>).")
+@click.option("--spool", default=None, type=click.Path(dir_okay=False), help="Spool file (env ORCHLOG_SPOOL).")
+@click.option("--wait", "wait_s", type=float, default=1.5, show_default=True, help="Longest wait for the server (s).")
+@click.option("-v", "--verbose", is_flag=True, help="Say what happened on stderr.")
+@click.option("--url", envvar="ORCHLOG_URL", default="http://127.0.0.1:8000", show_default=True, help="Server URL.")
+@click.option("--token", envvar="ORCHLOG_TOKEN", default=None, help="Bearer token with the ingest scope.")
+@click.pass_context
+def hook(
+    ctx: click.Context, agent: str | None, spool: str | None, wait_s: float, verbose: bool, url: str, token: str | None
+) -> None:
+    """Claude Code hook: reads the hook JSON on stdin and records it as an agent log.
+
+    \b
+    Always exits 0 within about --wait seconds and prints nothing on stdout, even when the
+    server is down: the event waits in a local spool and goes out with the next hook run.
+    Set it up once:   orchlog hook install --project      (or --user; --dry-run to look first)
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from .hook import run_hook
+
+    sys.exit(run_hook(sys.stdin, url=url, token=token, agent=agent, spool=spool, wait_s=wait_s, verbose=verbose))
+
+
+@hook.command("install")
+@click.option("--project", "scope", flag_value="project", default=True, help="./.claude/settings.json (default).")
+@click.option("--user", "scope", flag_value="user", help="~/.claude/settings.json")
+@click.option("--agent", default=None, help="Agent name to record events under.")
+@click.option("--url", default=None, help="Server URL to bake into the hook command.")
+@click.option("--dry-run", is_flag=True, help="Print the merged settings instead of writing them.")
+def hook_install(scope: str, agent: str | None, url: str | None, dry_run: bool) -> None:
+    """Add `orchlog hook` to every Claude Code hook event (merging; other settings are kept)."""
+    from .hook import install
+
+    try:
+        result = install(scope, agent=agent, url=url, dry_run=dry_run)
+    except (ValueError, OSError) as exc:
+        click.echo(f"orchlog: {exc}", err=True)
+        sys.exit(1)
+    if dry_run:
+        click.echo(result, nl=False)
+    else:
+        click.echo(f"orchlog hooks installed in {result}")
+
+
 @main.command("config")
 @click.option("--config", "config_file", default=None, help="TOML settings file (env ORCHLOG_CONFIG).")
 def show_config(config_file: str | None) -> None:

@@ -428,8 +428,10 @@ class EventSender:
         block_timeout: float = 1.0,
         timeout: float = 10.0,
         max_backoff: float = 30.0,
+        endpoint: str = "/api/v1/events",
     ) -> None:
         self.url = (url or os.environ.get("ORCHLOG_URL") or DEFAULT_URL).rstrip("/")
+        self.endpoint = endpoint
         self.token = token if token is not None else os.environ.get("ORCHLOG_TOKEN")
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -612,7 +614,7 @@ class EventSender:
     def _send(self, batch: list[dict[str, Any]]) -> None:
         while batch:
             try:
-                response = self._http.post("/api/v1/events", content=orjson.dumps(batch), headers=_JSON)
+                response = self._http.post(self.endpoint, content=orjson.dumps(batch), headers=_JSON)
             except httpx.HTTPError as exc:
                 raise _Retry(0.5, f"cannot reach {self.url}: {type(exc).__name__}") from exc
             if response.status_code == 201:

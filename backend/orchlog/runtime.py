@@ -19,7 +19,7 @@ from .config import Settings
 from .metrics import Metrics
 from .retention import enforce, policies
 from .store import open_store
-from .store.base import ArchiveAgent, CreateAgent, Store, UpdateEntity, WriteOp
+from .store.base import ArchiveAgent, CreateAgent, EnsureAgent, Store, UpdateEntity, WriteOp
 from .stream.follow import FollowConfig
 from .stream.hub import Hub
 from .writer import Writer
@@ -117,8 +117,9 @@ class Runtime:
         for op, result in zip(ops, results, strict=True):
             if isinstance(result, BaseException):
                 continue
-            if isinstance(op, CreateAgent):
-                self.hub.notify({"type": "agent", "op": "created", "data": result}, agent_id=result["id"])
+            if isinstance(op, CreateAgent) or (isinstance(op, EnsureAgent) and result.get("created")):
+                data = {k: v for k, v in result.items() if k != "created"}
+                self.hub.notify({"type": "agent", "op": "created", "data": data}, agent_id=data["id"])
             elif isinstance(op, UpdateEntity) and op.table == "agents":
                 old, new = result
                 self.hub.notify({"type": "agent", "op": "updated", "data": new, "old": old}, agent_id=new["id"])

@@ -20,7 +20,7 @@ from ..config import Settings
 from ..errors import OrchlogError
 from ..metrics import Metrics, route_label
 from ..runtime import Runtime
-from . import compat, dashboard, entities, health, history, ingest, stream
+from . import compat, dashboard, entities, health, history, ingest, integrations, stream
 from .responses import JSON, error_response
 from .security import AuthMiddleware
 
@@ -40,6 +40,8 @@ ROUTES = [
     Route("/api/v1/events", history.get_events, methods=["GET"]),
     WebSocketRoute("/api/v1/stream", stream.stream_ws),
     Route("/api/v1/stream/ticket", stream.ticket, methods=["POST"]),
+    Route("/api/v1/hooks/claude-code", integrations.claude_code_hook, methods=["POST"]),
+    Route("/v1/logs", integrations.otlp_logs, methods=["POST"]),
     Route("/api/v1/stream/sse", stream.stream_sse),
     Route("/api/v1/orchestrator-agents", entities.create_orchestrator, methods=["POST"]),
     Route("/api/v1/orchestrator-agents", entities.list_orchestrators, methods=["GET"]),

@@ -37,6 +37,8 @@ RULES: list[tuple[str, re.Pattern[str], str | None]] = [
         ("GET", r"^/static/", None),
         ("POST", r"^/api/v1/(agent-logs|system-logs|events)$", "ingest"),
         ("POST", r"^/api/v1/stream/ticket$", "read"),
+        ("POST", r"^/api/v1/hooks/", "ingest"),
+        ("POST", r"^/v1/logs$", "ingest"),
         ("GET", r"^/api/v1/", "read"),
         ("WS", r"^/api/v1/stream$", "read"),
         ("*", r"^/api/v1/(orchestrator-agents|agents|prompts)(/[^/]+)?$", "ingest"),

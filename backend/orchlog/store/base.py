@@ -83,6 +83,19 @@ class ArchiveAgent:
 
 
 @dataclass(frozen=True)
+class EnsureAgent:
+    """Get-or-create an agent (and its orchestrator) with known ids: integrations register agents
+    by a stable key without a lookup round trip. Result: the agent row (``created`` added)."""
+
+    orchestrator_id: str
+    agent_id: str
+    name: str
+    model: str
+    metadata: dict[str, Any] | None = None
+    size: int = 1
+
+
+@dataclass(frozen=True)
 class PruneLogs:
     """Retention: delete up to ``chunk`` of the oldest rows of one table that are older than
     ``before`` (a timestamp) or beyond the newest ``keep_rows``. Small chunks, each its own op in
@@ -101,7 +114,9 @@ class CreatePrompt:
     size: int = 1
 
 
-WriteOp = InsertLogs | CreateOrchestrator | CreateAgent | UpdateEntity | ArchiveAgent | CreatePrompt | PruneLogs
+WriteOp = (
+    InsertLogs | CreateOrchestrator | CreateAgent | UpdateEntity | ArchiveAgent | CreatePrompt | PruneLogs | EnsureAgent
+)
 
 
 class BatchResult(NamedTuple):
@@ -173,6 +188,7 @@ __all__ = [
     "CreateAgent",
     "CreateOrchestrator",
     "CreatePrompt",
+    "EnsureAgent",
     "InsertLogs",
     "PruneLogs",
     "Store",

@@ -35,6 +35,7 @@ from .base import (
     CreateAgent,
     CreateOrchestrator,
     CreatePrompt,
+    EnsureAgent,
     InsertLogs,
     PruneLogs,
     StoredEvent,
@@ -382,7 +383,32 @@ class _Writer:
             return self._create_prompt(op)
         if isinstance(op, PruneLogs):
             return self._prune(op)
+        if isinstance(op, EnsureAgent):
+            return self._ensure_agent(op)
         raise TypeError(f"unknown write op {op!r}")
+
+    def _ensure_agent(self, op: EnsureAgent) -> dict[str, Any]:
+        now = now_ts()
+        meta = orjson.dumps(op.metadata or {}).decode()
+        self.conn.execute(
+            "INSERT OR IGNORE INTO orchestrator_agents (id, status, metadata, created_at, updated_at) "
+            "VALUES (?, 'idle', ?, ?, ?)",
+            (op.orchestrator_id, meta, now, now),
+        )
+        existing = self._row("agents", op.agent_id)
+        if existing is not None:
+            return {**_public_entity(existing), "created": False}
+        try:
+            self.conn.execute(
+                "INSERT INTO agents (id, orchestrator_agent_id, name, model, status, metadata, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, 'executing', ?, ?, ?)",
+                (op.agent_id, op.orchestrator_id, op.name, op.model, meta, now, now),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise _integrity("agent", exc) from exc
+        row = self._row("agents", op.agent_id)
+        assert row is not None
+        return {**_public_entity(row), "created": True}
 
     def _prune(self, op: PruneLogs) -> int:
         assert op.table in ("agent_logs", "system_logs")

@@ -1,0 +1,92 @@
+"""POST /api/v1/hooks/claude-code (Claude Code HTTP hooks, or ``orchlog hook``) and POST /v1/logs
+(OTLP/HTTP logs, JSON or protobuf)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from ..auth import RateLimited
+from ..errors import BadRequest, OrchlogError, Overloaded, UnsupportedMediaType, ValidationFailed
+from ..integrations import claude_code, otlp
+from ..models import AgentLogIn
+from ..store.base import EnsureAgent, InsertLogs
+from ..validation import validate_logs
+from .body import media_type, read_bytes, read_items
+from .responses import JSON, runtime
+from .security import principal_of
+
+
+async def claude_code_hook(request: Request) -> JSON:
+    """One hook input object (or an array of them, as ``orchlog hook`` sends from its spool)."""
+    rt = runtime(request)
+    raw, _single = await read_items(request, rt.settings.limits)
+    explicit = request.query_params.get("agent")
+    items: list[dict[str, Any]] = []
+    agents: dict[str, str] = {}
+    for index, hook in enumerate(raw):
+        if not isinstance(hook, dict):
+            raise ValidationFailed(
+                f"item {index} is not a hook input object", details=[{"index": index, "field": "(item)"}]
+            )
+        envelope: dict[str, Any] = hook["orchlog"] if isinstance(hook.get("orchlog"), dict) else {}
+        name = claude_code.agent_name(hook, str(envelope.get("agent") or explicit or "") or None)
+        agent_id = claude_code.agent_id_for(name)
+        agents[agent_id] = name
+        items.append({"kind": "agent_log", **claude_code.to_agent_log(hook, agent_id)})
+    logs = validate_logs("event", items, rt.settings.limits)
+    principal = principal_of(request)
+    principal.may_post_for(it.agent_id if isinstance(it, AgentLogIn) else None for it in logs)
+    rt.quotas.charge(principal, len(logs))
+    for agent_id, name in agents.items():
+        await rt.writer.submit(
+            EnsureAgent(claude_code.ORCHESTRATOR_ID, agent_id, name, "claude-code", {"source": "claude-code-hooks"})
+        )
+    acks = await rt.writer.submit(InsertLogs(logs))
+    return JSON({"count": len(acks), "items": [a.model_dump() for a in acks]}, status_code=201)
+
+
+async def otlp_logs(request: Request) -> JSON:
+    """OTLP/HTTP: 200 with ``partialSuccess`` when some records were rejected; 400 on a bad
+    payload; 429/503 with Retry-After when busy (the OTLP exporter retries those)."""
+    rt = runtime(request)
+    kind = media_type(request)
+    body = await read_bytes(request, rt.settings.max_body_bytes)
+    if kind == "application/x-protobuf":
+        payload = otlp.decode_protobuf(body)
+    elif kind == "application/json":
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"malformed OTLP JSON: {exc.msg} at line {exc.lineno}") from None
+    else:
+        raise UnsupportedMediaType("OTLP/HTTP logs must be application/json or application/x-protobuf")
+    events = otlp.to_events(payload)
+    if not events:
+        return JSON({})
+    principal = principal_of(request)
+    rejected = 0
+    message = ""
+    try:
+        logs = validate_logs("event", events, rt.settings.limits)
+    except ValidationFailed as exc:
+        bad = {d.get("index") for d in exc.details or [] if isinstance(d, dict)}
+        keep = [e for i, e in enumerate(events) if i not in bad]
+        rejected, message = len(events) - len(keep), exc.message
+        logs = validate_logs("event", keep, rt.settings.limits) if keep else []
+    principal.may_post_for(it.agent_id if isinstance(it, AgentLogIn) else None for it in logs)
+    rt.quotas.charge(principal, max(1, len(logs)))
+    if logs:
+        try:
+            await rt.writer.submit(InsertLogs(logs))
+        except ValidationFailed as exc:  # e.g. an unknown orchlog.agent_id
+            rejected, message = len(events), exc.message
+        except (Overloaded, RateLimited):
+            raise
+        except OrchlogError:
+            raise
+    if rejected:
+        return JSON({"partialSuccess": {"rejectedLogRecords": rejected, "errorMessage": message}})
+    return JSON({})
