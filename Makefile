@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DB ?= ./orchlog.db
 
-.PHONY: run test test-long lint bench fmt clean
+.PHONY: run test test-long lint bench demo fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check backend tests
 	$(BIN)/ruff format --check backend tests
 	$(BIN)/mypy
+
+## demo: a simulated agent fleet posting to the server (starts one if none runs)
+demo: $(STAMP)
+	$(BIN)/orchlog demo --url http://$(HOST):$(PORT)
 
 ## bench: the standard benchmark set (about 10 minutes); writes bench-results.{json,md,png}
 bench: $(STAMP)

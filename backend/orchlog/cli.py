@@ -241,6 +241,23 @@ def hook_install(scope: str, agent: str | None, url: str | None, dry_run: bool) 
         click.echo(f"orchlog hooks installed in {result}")
 
 
+@main.command()
+@click.option("--url", envvar="ORCHLOG_URL", default="http://127.0.0.1:8000", show_default=True, help="Server URL.")
+@click.option("--db", default="./orchlog-demo.db", show_default=True, help="Database for a server started by the demo.")
+@click.option("--agents", type=click.IntRange(1, 6), default=4, show_default=True)
+@click.option("--rate", type=float, default=20.0, show_default=True, help="Events per second.")
+@click.option("--seconds", type=float, default=None, help="Stop after this long (default: until Ctrl-C).")
+def demo(url: str, db: str, agents: int, rate: float, seconds: float | None) -> None:
+    """Simulate a small agent fleet (tool calls, responses, warnings, errors, status changes).
+
+    Starts a server on --url if none answers, then posts events until Ctrl-C. Open the
+    dashboard at the URL, or run `orchlog tail -f` in another terminal, and watch.
+    """
+    from .demo import run_demo
+
+    sys.exit(run_demo(url, db=db, agents=agents, rate=rate, seconds=seconds))
+
+
 @main.command("config")
 @click.option("--config", "config_file", default=None, help="TOML settings file (env ORCHLOG_CONFIG).")
 def show_config(config_file: str | None) -> None:
