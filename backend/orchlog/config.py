@@ -40,6 +40,7 @@ class Settings(Limits):
     # SQLite durability: NORMAL survives a process crash (kill -9); FULL also survives power loss.
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     busy_timeout_ms: int = Field(default=5000, ge=0)
+    max_db_pages: int = Field(default=0, ge=0)  # SQLite max_page_count cap (0 = none): a disk quota
     read_connections: int = Field(default=4, ge=1, le=64)
 
     # writer: bounded queue of requests, group commit of up to max_batch_events per transaction

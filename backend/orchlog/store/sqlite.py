@@ -96,6 +96,8 @@ def configure(conn: sqlite3.Connection, settings: Settings) -> None:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute(f"PRAGMA synchronous = {settings.synchronous}")
+    if settings.max_db_pages:
+        conn.execute(f"PRAGMA max_page_count = {int(settings.max_db_pages)}")
 
 
 def connect(path: str, settings: Settings) -> sqlite3.Connection:
@@ -353,8 +355,13 @@ class _Writer:
                     results.append(self._apply(op, counter))
                     conn.execute("RELEASE op")
                 except Exception as exc:  # noqa: BLE001 - the op fails alone, the batch goes on
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
+                    try:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                    except sqlite3.Error:
+                        # SQLite rolled the whole transaction back (disk full, I/O error): the
+                        # batch fails as a whole, nothing half-written, every request gets 503
+                        raise exc from None
                     counter.value = mark
                     results.append(_as_client_error(exc))
             if counter.value != last:
@@ -612,7 +619,11 @@ def _busy(exc: sqlite3.OperationalError) -> Overloaded:
     if "locked" in text or "busy" in text:
         return Overloaded("the database is locked by another writer; retry shortly", retry_after=1.0)
     if "full" in text or "disk" in text.lower():
-        return Overloaded(f"the database cannot be written ({text}); free disk space", retry_after=5.0)
+        return Overloaded(
+            f"the database is full ({text}): free disk space or let retention delete old events; "
+            "ingest resumes by itself",
+            retry_after=5.0,
+        )
     return Overloaded(f"the database refused the write ({text})", retry_after=1.0)
 
 
@@ -634,6 +645,8 @@ def _integrity(what: str, exc: sqlite3.IntegrityError) -> ValidationFailed:
 def _as_client_error(exc: Exception) -> Exception:
     if isinstance(exc, sqlite3.IntegrityError):
         return ValidationFailed(f"rejected by a database constraint: {exc}", details=[{"message": str(exc)}])
+    if isinstance(exc, sqlite3.OperationalError):
+        return _busy(exc)
     return exc
 
 
