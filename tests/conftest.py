@@ -241,3 +241,58 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield make
     for srv in reversed(started):
         srv.stop()
+
+
+# ---------------------------------------------------------------- additions for the security suite
+
+
+def orchlog_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m orchlog ARGS`` (no ORCHLOG_* settings inherited); output captured as text."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHLOG_")}
+    return subprocess.run(
+        [sys.executable, "-m", "orchlog", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
+def create_token(db: Path, name: str, *scopes: str, agents: tuple[str, ...] = ()) -> str:
+    """`orchlog token create` as a user runs it; returns the secret it printed on stdout."""
+    cmd = ["token", "create", "--db", str(db), "--name", name]
+    for scope in scopes:
+        cmd += ["--scope", scope]
+    for agent in agents:
+        cmd += ["--agent", agent]
+    done = orchlog_cli(*cmd)
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
+    secret = done.stdout.strip()
+    assert secret.startswith("olg_") and "\n" not in secret, done.stdout
+    return secret
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    """The Authorization header for `token` (none for None)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+class TokenServer(Server):
+    """A `Server` whose start() counts ANY HTTP answer from /healthz as "up" (uvicorn answers only
+    after the lifespan started), so servers with tokens configured can be started whatever /healthz
+    answers without a token; the security tests assert that answer themselves."""
+
+    def start(self, timeout: float = 20.0) -> Server:
+        cmd = [sys.executable, "-m", "orchlog", "serve", "--db", str(self.db), "--port", str(self.port), *self.args]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}: {self.log_text()[-2000:]}")
+            try:
+                httpx.get(self.url + "/healthz", timeout=1)
+                return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server did not answer /healthz in {timeout}s: {self.log_text()[-2000:]}")
+            time.sleep(0.05)

@@ -80,6 +80,7 @@ def serve(
         port=port,
         synchronous=synchronous.upper() if synchronous else None,
         log_level=log_level,
+        insecure_no_auth=insecure_no_auth or None,
     )
     from .server import serve as run_server
 

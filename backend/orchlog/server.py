@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import sqlite3
 from types import FrameType
@@ -23,6 +24,18 @@ from .errors import OrchlogError
 from .runtime import Runtime
 
 log = logging.getLogger("orchlog")
+
+
+class RedactTickets(logging.Filter):
+    """Stream tickets travel in the query string; keep them out of the access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and "ticket=" in str(record.args):
+            record.args = tuple(_TICKET.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+_TICKET = re.compile(r"(ticket=)[^&\s]+")
 
 
 class OrchlogServer(uvicorn.Server):
@@ -98,6 +111,7 @@ def serve(settings: Settings) -> None:
     )
     config = uvicorn.Config(app, **config_kw)
     server = OrchlogServer(config, runtime)
+    logging.getLogger("uvicorn.access").addFilter(RedactTickets())
     log.info("orchlog serving %s on http://%s:%s", settings.db, settings.host, settings.port)
     try:
         server.run()

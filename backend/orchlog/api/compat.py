@@ -118,7 +118,7 @@ async def ws(websocket: WebSocket) -> None:
             payload = {k: v for k, v in message.items() if k not in ("type", "broadcast_type")}
         if broadcast_type == "adw_status":
             broadcast_type = "adw_updated"
-        rt.hub.notify({"type": "relay", "message": {**payload, "type": broadcast_type}})
+        rt.hub.notify({"type": "relay", "message": {**payload, "type": broadcast_type}}, unscoped_only=True)
 
     try:
         await run_socket(websocket, follower.frames(), encode, rt.settings.send_timeout_s, relay)
@@ -160,6 +160,9 @@ async def get_headers(request: Request) -> JSON:
 async def list_agents(request: Request) -> JSON:
     store = runtime(request).store
     agents = await store.list_entities("agents", {"archived": 0}, limit=1000, offset=0)
+    principal = principal_of(request)
+    if principal.bound and not principal.has("admin"):
+        agents = [a for a in agents if a["id"] in principal.agent_ids]
     counts = await store.agent_log_counts([a["id"] for a in agents])
     return JSON({"status": "success", "agents": [{**a, "log_count": counts.get(a["id"], 0)} for a in agents]})
 

@@ -39,9 +39,21 @@ def _ident(request: Request) -> str:
         raise NotFound(f"{raw!r} is not a valid id") from None
 
 
+def _visible(request: Request, table: str, row: dict[str, Any]) -> bool:
+    """Agent-bound tokens see only their own agents (and prompts of those agents)."""
+    principal = principal_of(request)
+    if not principal.bound or principal.has("admin"):
+        return True
+    if table == "agents":
+        return row.get("id") in principal.agent_ids
+    if table == "prompts":
+        return row.get("agent_id") in principal.agent_ids
+    return True
+
+
 async def _get(request: Request, table: str) -> JSON:
     row = await runtime(request).store.get_entity(table, _ident(request))
-    if row is None:
+    if row is None or not _visible(request, table, row):
         raise NotFound(f"no {table[:-1].replace('_', ' ')} with id {request.path_params['id']}")
     return JSON(row)
 
@@ -64,6 +76,7 @@ async def _list(request: Request, table: str) -> JSON:
     limit = parse_int("limit", request.query_params.get("limit"), minimum=1, maximum=1000) or 100
     offset = parse_int("offset", request.query_params.get("offset")) or 0
     rows = await runtime(request).store.list_entities(table, where, limit=limit, offset=offset)
+    rows = [row for row in rows if _visible(request, table, row)]
     return JSON({"items": rows, "count": len(rows)})
 
 

@@ -25,6 +25,7 @@ from ..errors import OrchlogError
 from ..runtime import Runtime
 
 SUBPROTOCOL = "orchlog.v1"
+NOBODY = Principal(name="anonymous", scopes=frozenset())
 BEARER_PREFIX = "bearer."
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
@@ -115,10 +116,14 @@ class AuthMiddleware:
             await self._refuse(scope, send, 403, 1008, "origin not allowed", "forbidden_origin")
             return
         needed = required_scope(method, path)
+        if needed is None:
+            # open routes (health, the dashboard's files) never ask for credentials
+            scope.setdefault("state", {})["principal"] = NOBODY
+            await self.app(scope, receive, send)
+            return
         try:
             principal = await self._authenticate(scope, headers)
-            if needed is not None:
-                principal.require(needed)
+            principal.require(needed)
         except OrchlogError as exc:
             status = 401 if isinstance(exc, Unauthorized) else 403
             await self._refuse(scope, send, status, 4401 if status == 401 else 4403, exc.message, exc.code)

@@ -188,11 +188,16 @@ class Hub:
         for sub in self._subs:
             sub.poke()
 
-    def notify(self, notice: dict[str, Any], agent_id: str | None = None) -> None:
-        """Entity changes (not sequenced) to every subscriber that may see that agent."""
+    def notify(self, notice: dict[str, Any], agent_id: str | None = None, *, unscoped_only: bool = False) -> None:
+        """Entity changes (not sequenced) to every subscriber that may see that agent; with
+        ``unscoped_only`` (relayed messages of unknown origin) only to subscribers that are not
+        narrowed to some agents (an agent-bound token sees nothing it cannot attribute)."""
         for sub in self._subs:
             ids = sub.filter.agent_ids
-            if agent_id is None or not ids or agent_id in ids:
+            if unscoped_only:
+                if not ids:
+                    sub.notify(notice)
+            elif agent_id is None or not ids or agent_id in ids:
                 sub.notify(notice)
 
     # -- the loop
