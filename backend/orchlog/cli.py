@@ -197,7 +197,9 @@ def token_revoke(ref: str, db: str | None) -> None:
 
 
 @main.group(invoke_without_command=True)
-@click.option("--agent", default=None, help="Agent name the events belong to (default: claude-<session id>).")
+@click.option(
+    "--agent", envvar="ORCHLOG_AGENT", default=None, help="Agent name (env ORCHLOG_AGENT; default claude-<session id>)."
+)
 @click.option("--spool", default=None, type=click.Path(dir_okay=False), help="Spool file (env ORCHLOG_SPOOL).")
 @click.option("--wait", "wait_s", type=float, default=1.5, show_default=True, help="Longest wait for the server (s).")
 @click.option("-v", "--verbose", is_flag=True, help="Say what happened on stderr.")

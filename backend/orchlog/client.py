@@ -429,9 +429,11 @@ class EventSender:
         timeout: float = 10.0,
         max_backoff: float = 30.0,
         endpoint: str = "/api/v1/events",
+        assign_ids: bool = True,
     ) -> None:
         self.url = (url or os.environ.get("ORCHLOG_URL") or DEFAULT_URL).rstrip("/")
         self.endpoint = endpoint
+        self.assign_ids = assign_ids
         self.token = token if token is not None else os.environ.get("ORCHLOG_TOKEN")
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -466,8 +468,9 @@ class EventSender:
     def submit(self, event: dict[str, Any]) -> None:
         """Queue one event (``kind`` = agent_log / system_log) for sending."""
         event = dict(event)
-        event.setdefault("id", str(uuid.uuid4()))
-        event.setdefault("timestamp", _now())
+        if self.assign_ids:  # ids are what make retries idempotent
+            event.setdefault("id", str(uuid.uuid4()))
+            event.setdefault("timestamp", _now())
         try:
             if self.policy == "block":
                 self._buffer.put(event, timeout=self.block_timeout)

@@ -67,6 +67,9 @@ class Settings(Limits):
     retention_system_logs_rows: int | None = Field(default=None, ge=0)
     maintenance_interval_s: float = Field(default=30.0, gt=0)  # retention + WAL checkpoint cadence
 
+    # integrations
+    hook_max_field_chars: int = Field(default=8192, ge=100)  # longer hook strings are truncated (marked)
+
     # security
     tokens: str = Field(default="", repr=False)  # seeded tokens: "name:scope+scope:token,..."
     allowed_origins: str = ""  # extra browser origins for streams and CORS (comma list; "*" = any)

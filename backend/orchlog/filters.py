@@ -35,6 +35,7 @@ FILTER_PARAMS = (
     "since",
     "until",
     "q",
+    "contains",
 )
 
 
@@ -106,11 +107,16 @@ class EventFilter:
     since: str | None = None
     until: str | None = None
     q: str | None = None
+    fts: str | None = None  # full-text query (FTS5 syntax); history only, never live
     _q_folded: str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Sequence[str]]) -> EventFilter:
-        """Parse query parameters (name → list of values), naming the bad one on error."""
+    def from_params(cls, params: Mapping[str, Sequence[str]], *, fulltext: bool = False) -> EventFilter:
+        """Parse query parameters (name → list of values), naming the bad one on error.
+
+        With ``fulltext`` (the history API), ``q`` is a full-text query (phrases, ``prefix*``,
+        AND/OR/NOT) and ``contains`` is the plain substring; on streams ``q`` is the substring,
+        because a live event must match exactly as it would on replay."""
         kinds = _choice("kind", _values(params, "kind"), KINDS, lambda v: v.lower())
         agent_ids = []
         for value in _values(params, "agent_id"):
@@ -126,7 +132,8 @@ class EventFilter:
         categories = _choice("event_category", _values(params, "event_category"), CATEGORIES, lambda v: v)
         since = _one(params, "since")
         until = _one(params, "until")
-        q = _one(params, "q")
+        q = _one(params, "contains") if fulltext else _one(params, "q")
+        fts = _one(params, "q") if fulltext else None
         return cls(
             kinds=kinds,
             agent_ids=tuple(agent_ids),
@@ -140,6 +147,7 @@ class EventFilter:
             since=parse_time("since", since) if since else None,
             until=parse_time("until", until) if until else None,
             q=q,
+            fts=fts,
             _q_folded=ascii_lower(q) if q else None,
         )
 
@@ -198,7 +206,7 @@ class EventFilter:
             value = getattr(self, name)
             if value:
                 out[name] = list(value)
-        for name in ("min_level", "task_slug", "session_id", "adw_id", "since", "until", "q"):
+        for name in ("min_level", "task_slug", "session_id", "adw_id", "since", "until", "q", "fts"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value

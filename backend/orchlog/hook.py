@@ -50,6 +50,7 @@ def run_hook(
             token=token,
             spool_path=spool or os.environ.get("ORCHLOG_SPOOL") or default_spool(),
             endpoint=ENDPOINT,
+            assign_ids=False,  # the id travels in the "orchlog" envelope, not in Claude's JSON
             flush_interval=0.01,
             max_backoff=wait_s,
             timeout=wait_s,
@@ -81,7 +82,8 @@ def merge_settings(settings: dict[str, Any], command: str) -> dict[str, Any]:
     merged = dict(settings)
     hooks = dict(merged.get("hooks") or {})
     for event, entries in hooks_block(command).items():
-        existing = list(hooks.get(event) or [])
+        existing = [_without_other_orchlog(entry, command) for entry in hooks.get(event) or []]
+        existing = [entry for entry in existing if entry is not None]
         already = any(
             isinstance(h, dict) and h.get("command") == command
             for entry in existing
@@ -93,6 +95,23 @@ def merge_settings(settings: dict[str, Any], command: str) -> dict[str, Any]:
         hooks[event] = existing
     merged["hooks"] = hooks
     return merged
+
+
+def _without_other_orchlog(entry: Any, command: str) -> Any:
+    """Drop an earlier `orchlog hook ...` command with other flags (re-install with a new
+    --agent/--url replaces it instead of posting every event twice); keep everything else."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("hooks"), list):
+        return entry
+    kept = [
+        h
+        for h in entry["hooks"]
+        if not (
+            isinstance(h, dict) and str(h.get("command", "")).startswith("orchlog hook") and h.get("command") != command
+        )
+    ]
+    if not kept:
+        return None
+    return {**entry, "hooks": kept}
 
 
 def settings_path(scope: str, project_dir: str | None = None) -> Path:

@@ -16,7 +16,7 @@ MAX_LIMIT = 1000
 async def get_events(request: Request) -> JSON:
     rt = runtime(request)
     params = query_lists(request)
-    flt = principal_of(request).restrict(EventFilter.from_params(params))
+    flt = principal_of(request).restrict(EventFilter.from_params(params, fulltext=True))
     after = parse_int("after", request.query_params.get("after"))
     before = parse_int("before", request.query_params.get("before"))
     limit = parse_int("limit", request.query_params.get("limit"), minimum=1, maximum=MAX_LIMIT) or DEFAULT_LIMIT

@@ -7,11 +7,11 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
+from starlette.responses import Response
 
-from ..auth import RateLimited
-from ..errors import BadRequest, OrchlogError, Overloaded, UnsupportedMediaType, ValidationFailed
+from ..errors import BadRequest, UnsupportedMediaType, ValidationFailed
 from ..integrations import claude_code, otlp
-from ..models import AgentLogIn
+from ..models import AgentLogIn, canonical_uuid
 from ..store.base import EnsureAgent, InsertLogs
 from ..validation import validate_logs
 from .body import media_type, read_bytes, read_items
@@ -35,7 +35,12 @@ async def claude_code_hook(request: Request) -> JSON:
         name = claude_code.agent_name(hook, str(envelope.get("agent") or explicit or "") or None)
         agent_id = claude_code.agent_id_for(name)
         agents[agent_id] = name
-        items.append({"kind": "agent_log", **claude_code.to_agent_log(hook, agent_id)})
+        items.append(
+            {
+                "kind": "agent_log",
+                **claude_code.to_agent_log(hook, agent_id, max_field_chars=rt.settings.hook_max_field_chars),
+            }
+        )
     logs = validate_logs("event", items, rt.settings.limits)
     principal = principal_of(request)
     principal.may_post_for(it.agent_id if isinstance(it, AgentLogIn) else None for it in logs)
@@ -48,13 +53,14 @@ async def claude_code_hook(request: Request) -> JSON:
     return JSON({"count": len(acks), "items": [a.model_dump() for a in acks]}, status_code=201)
 
 
-async def otlp_logs(request: Request) -> JSON:
-    """OTLP/HTTP: 200 with ``partialSuccess`` when some records were rejected; 400 on a bad
-    payload; 429/503 with Retry-After when busy (the OTLP exporter retries those)."""
+async def otlp_logs(request: Request) -> Response:
+    """OTLP/HTTP: 200 (with ``partialSuccess`` when some records were rejected) in the request's
+    encoding; 400 on a bad payload; 429/503 with Retry-After when busy (exporters retry those)."""
     rt = runtime(request)
     kind = media_type(request)
     body = await read_bytes(request, rt.settings.max_body_bytes)
-    if kind == "application/x-protobuf":
+    protobuf = kind == "application/x-protobuf"
+    if protobuf:
         payload = otlp.decode_protobuf(body)
     elif kind == "application/json":
         try:
@@ -64,29 +70,32 @@ async def otlp_logs(request: Request) -> JSON:
     else:
         raise UnsupportedMediaType("OTLP/HTTP logs must be application/json or application/x-protobuf")
     events = otlp.to_events(payload)
-    if not events:
-        return JSON({})
-    principal = principal_of(request)
-    rejected = 0
-    message = ""
-    try:
-        logs = validate_logs("event", events, rt.settings.limits)
-    except ValidationFailed as exc:
-        bad = {d.get("index") for d in exc.details or [] if isinstance(d, dict)}
-        keep = [e for i, e in enumerate(events) if i not in bad]
-        rejected, message = len(events) - len(keep), exc.message
-        logs = validate_logs("event", keep, rt.settings.limits) if keep else []
-    principal.may_post_for(it.agent_id if isinstance(it, AgentLogIn) else None for it in logs)
-    rt.quotas.charge(principal, max(1, len(logs)))
-    if logs:
+    rejected, reasons = 0, []
+    # records naming an agent orchlog does not know are rejected alone (partial success)
+    for agent_id in {str(e["agent_id"]) for e in events if e["kind"] == "agent_log"}:
         try:
-            await rt.writer.submit(InsertLogs(logs))
-        except ValidationFailed as exc:  # e.g. an unknown orchlog.agent_id
-            rejected, message = len(events), exc.message
-        except (Overloaded, RateLimited):
-            raise
-        except OrchlogError:
-            raise
-    if rejected:
-        return JSON({"partialSuccess": {"rejectedLogRecords": rejected, "errorMessage": message}})
-    return JSON({})
+            known = await rt.store.get_entity("agents", str(canonical_uuid(agent_id)))
+        except ValueError:
+            known = None
+        if known is None:
+            before = len(events)
+            events = [e for e in events if not (e["kind"] == "agent_log" and str(e["agent_id"]) == agent_id)]
+            rejected += before - len(events)
+            reasons.append(f"unknown agent {agent_id} ({otlp.AGENT_ATTRIBUTE})")
+    logs: list[Any] = []
+    if events:
+        try:
+            logs = validate_logs("event", events, rt.settings.limits)
+        except ValidationFailed as exc:
+            bad = {d.get("index") for d in exc.details or [] if isinstance(d, dict)}
+            keep = [e for i, e in enumerate(events) if i not in bad]
+            rejected += len(events) - len(keep)
+            reasons.append(exc.message)
+            logs = validate_logs("event", keep, rt.settings.limits) if keep else []
+    principal = principal_of(request)
+    principal.may_post_for(it.agent_id if isinstance(it, AgentLogIn) else None for it in logs)
+    if logs:
+        rt.quotas.charge(principal, len(logs))
+        await rt.writer.submit(InsertLogs(logs))
+    content, media = otlp.encode_response(rejected, "; ".join(reasons), protobuf=protobuf)
+    return Response(content, media_type=media)

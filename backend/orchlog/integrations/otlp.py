@@ -17,8 +17,11 @@ from ..models import format_ts
 AGENT_ATTRIBUTE = "orchlog.agent_id"
 
 
-def level_for(severity_number: int | None, severity_text: str | None) -> str:
-    n = int(severity_number or 0)
+def level_for(severity_number: Any, severity_text: Any) -> str:
+    try:
+        n = int(severity_number or 0)
+    except (TypeError, ValueError):
+        raise BadRequest(f"severityNumber {severity_number!r} is not a number") from None
     if n >= 21:
         return "CRITICAL"
     if n >= 17:
@@ -29,7 +32,7 @@ def level_for(severity_number: int | None, severity_text: str | None) -> str:
         return "INFO"
     if n >= 1:
         return "DEBUG"
-    text = (severity_text or "").upper()
+    text = str(severity_text or "").upper()
     return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(
         text, text if text in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO"
     )
@@ -67,9 +70,25 @@ def attributes(items: Any) -> dict[str, Any]:
 def _time(nanos: Any) -> str | None:
     try:
         n = int(nanos or 0)
-    except (TypeError, ValueError):
-        return None
-    return format_ts(datetime.fromtimestamp(n / 1e9, UTC)) if n > 0 else None
+        return format_ts(datetime.fromtimestamp(n / 1e9, UTC)) if n > 0 else None
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None  # out of range: the server's receive time is used instead
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadRequest(f"{where} must be a list")
+    return value
+
+
+def _obj(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"{where} must be an object")
+    return value
 
 
 def to_events(request: Any) -> list[dict[str, Any]]:
@@ -77,16 +96,22 @@ def to_events(request: Any) -> list[dict[str, Any]]:
     if not isinstance(request, dict) or not isinstance(request.get("resourceLogs", []), list):
         raise BadRequest('not an OTLP ExportLogsServiceRequest: expected {"resourceLogs": [...]}')
     events: list[dict[str, Any]] = []
-    for r_index, resource_logs in enumerate(request.get("resourceLogs") or []):
-        if not isinstance(resource_logs, dict):
-            raise BadRequest(f"resourceLogs[{r_index}] is not an object")
-        resource = attributes((resource_logs.get("resource") or {}).get("attributes"))
-        for scope_logs in resource_logs.get("scopeLogs") or []:
-            scope = scope_logs.get("scope") or {}
-            for record in scope_logs.get("logRecords") or []:
-                if not isinstance(record, dict):
-                    raise BadRequest(f"resourceLogs[{r_index}]: a logRecord is not an object")
-                attrs = attributes(record.get("attributes"))
+    for r_index, resource_logs in enumerate(_list(request.get("resourceLogs"), "resourceLogs")):
+        where = f"resourceLogs[{r_index}]"
+        resource_logs = _obj(resource_logs, where)
+        resource = attributes(
+            _list(
+                _obj(resource_logs.get("resource"), f"{where}.resource").get("attributes"),
+                f"{where}.resource.attributes",
+            )
+        )
+        for s_index, scope_logs in enumerate(_list(resource_logs.get("scopeLogs"), f"{where}.scopeLogs")):
+            swhere = f"{where}.scopeLogs[{s_index}]"
+            scope_logs = _obj(scope_logs, swhere)
+            scope = _obj(scope_logs.get("scope"), f"{swhere}.scope")
+            for l_index, record in enumerate(_list(scope_logs.get("logRecords"), f"{swhere}.logRecords")):
+                record = _obj(record, f"{swhere}.logRecords[{l_index}]")
+                attrs = attributes(_list(record.get("attributes"), f"{swhere}.logRecords[{l_index}].attributes"))
                 body = any_value(record.get("body"))
                 message = body if isinstance(body, str) else ("" if body is None else str(body))
                 meta: dict[str, Any] = {"attributes": attrs, "resource": resource}
@@ -112,8 +137,9 @@ def to_events(request: Any) -> list[dict[str, Any]]:
                     }
                 else:
                     item = {"kind": "system_log", "level": level, "message": message or "(empty)", "metadata": meta}
-                    if attrs.get("code.filepath"):
-                        item["file_path"] = str(attrs["code.filepath"])
+                    path = attrs.get("code.file.path") or attrs.get("code.filepath")
+                    if path:
+                        item["file_path"] = str(path)
                 if timestamp:
                     item["timestamp"] = timestamp
                 events.append(item)
@@ -133,7 +159,7 @@ def decode_protobuf(raw: bytes) -> dict[str, Any]:
         message.ParseFromString(raw)
     except Exception as exc:  # noqa: BLE001 - the protobuf library raises its own DecodeError
         raise BadRequest(f"malformed OTLP protobuf: {exc}") from None
-    converted: dict[str, Any] = MessageToDict(message)
+    converted: dict[str, Any] = MessageToDict(message, use_integers_for_enums=True)
     # MessageToDict renders trace/span ids as base64; OTLP JSON uses hex
     for rl in converted.get("resourceLogs", []):
         for sl in rl.get("scopeLogs", []):
@@ -144,3 +170,21 @@ def decode_protobuf(raw: bytes) -> dict[str, Any]:
 
                         rec[key] = base64.b64decode(rec[key]).hex()
     return converted
+
+
+def encode_response(rejected: int, message: str, *, protobuf: bool) -> tuple[bytes, str]:
+    """The ExportLogsServiceResponse in the request's encoding (partial success when rejected)."""
+    if protobuf:
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+        response = ExportLogsServiceResponse()
+        if rejected:
+            response.partial_success.rejected_log_records = rejected
+            response.partial_success.error_message = message
+        return response.SerializeToString(), "application/x-protobuf"
+    import orjson
+
+    body: dict[str, Any] = {}
+    if rejected:
+        body = {"partialSuccess": {"rejectedLogRecords": rejected, "errorMessage": message}}
+    return orjson.dumps(body), "application/json"

@@ -25,7 +25,7 @@ import orjson
 
 from ..auth import TokenRecord
 from ..config import Settings
-from ..errors import NotFound, Overloaded, SchemaError, ValidationFailed
+from ..errors import BadParameter, NotFound, Overloaded, SchemaError, ValidationFailed
 from ..filters import KINDS, EventFilter
 from ..models import LEVEL_RANK, LEVELS, Ack, AgentLogIn, EntityPatch, SystemLogIn, now_ts
 from ..paths import schema_dir
@@ -264,6 +264,9 @@ def filter_sql(kind: str, flt: EventFilter) -> tuple[list[str], list[Any]]:
         if flt.session_id is not None:
             terms.append("session_id = ?")
             params.append(flt.session_id)
+    if flt.fts:
+        terms.append(f"seq IN (SELECT rowid FROM {TABLES[kind]}_fts WHERE {TABLES[kind]}_fts MATCH ?)")
+        params.append(flt.fts)
     if flt.q:
         fields = ("content", "summary", "event_type") if kind == "agent_log" else ("message", "summary")
         pattern = _like(flt.q)
@@ -850,7 +853,14 @@ class SqliteStore:
     ) -> tuple[list[StoredEvent], bool]:
         descending = before is not None and after is None
         where = {kind: filter_sql(kind, flt) for kind in KINDS if flt.wants(kind)}
-        events = await self._read(lambda conn: read_both(conn, where, after, before, limit))
+        try:
+            events = await self._read(lambda conn: read_both(conn, where, after, before, limit))
+        except sqlite3.OperationalError as exc:
+            if flt.fts and not any(word in str(exc) for word in ("locked", "busy", "disk")):
+                raise BadParameter(
+                    "q", f"not a valid full-text query ({exc}); quote phrases, use word* for prefixes, AND/OR/NOT"
+                ) from None
+            raise
         has_more = len(events) > limit
         events = events[:limit]
         if descending:
