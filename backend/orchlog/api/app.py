@@ -20,7 +20,7 @@ from ..config import Settings
 from ..errors import OrchlogError
 from ..metrics import Metrics, route_label
 from ..runtime import Runtime
-from . import compat, dashboard, entities, health, history, ingest, integrations, stream
+from . import compat, dashboard, entities, health, history, ingest, integrations, openapi, stream
 from .responses import JSON, error_response
 from .security import AuthMiddleware
 
@@ -34,6 +34,8 @@ ROUTES = [
     Route("/healthz", health.healthz),
     Route("/readyz", health.readyz),
     Route("/metrics", health.metrics),
+    Route("/openapi.json", openapi.openapi),
+    Route("/asyncapi.json", openapi.asyncapi),
     Route("/api/v1/agent-logs", ingest.post_agent_logs, methods=["POST"]),
     Route("/api/v1/system-logs", ingest.post_system_logs, methods=["POST"]),
     Route("/api/v1/events", ingest.post_events, methods=["POST"]),

@@ -33,7 +33,7 @@ _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 RULES: list[tuple[str, re.Pattern[str], str | None]] = [
     (m, re.compile(p), s)
     for m, p, s in [
-        ("*", r"^/(healthz|readyz|health)$", None),
+        ("*", r"^/(healthz|readyz|health|openapi\.json|asyncapi\.json)$", None),
         ("GET", r"^/(index\.html|app\.js|style\.css|favicon\.ico)?$", None),
         ("GET", r"^/static/", None),
         ("POST", r"^/api/v1/(agent-logs|system-logs|events)$", "ingest"),
