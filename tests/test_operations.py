@@ -239,3 +239,31 @@ async def test_agents_survive_in_compat_after_retention(server: Server, client: 
     body = (await client.get("/list_agents")).json()
     mine = [a for a in body["agents"] if a["id"] == agents[0]]
     assert mine and mine[0]["log_count"] == 10
+
+
+async def test_json_logs_one_line_per_request_with_request_id(tmp_path: Path) -> None:
+    """With ORCHLOG_LOG_FORMAT=json every request writes one JSON access line carrying the request
+    id (the client's X-Request-ID, echoed in the response) and stream tickets are redacted."""
+    srv = Server(tmp_path / "logs.db", env={"ORCHLOG_LOG_FORMAT": "json"}).start()
+    try:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=10) as c:
+            r = await c.get("/api/v1/events", headers={"X-Request-ID": "req-42"})
+            assert r.headers["x-request-id"] == "req-42"
+            generated = (await c.get("/healthz")).headers["x-request-id"]
+            assert generated and generated != "req-42"
+            await c.get("/api/v1/stream/sse", params={"ticket": "secret-ticket-value", "kind": "nope"})
+
+        def lines() -> list[dict]:
+            out = []
+            for line in srv.log_text().splitlines():
+                if line.startswith("{"):
+                    out.append(json.loads(line))
+            return out
+
+        await wait_until(lambda: any(e.get("request_id") == "req-42" for e in lines()), 10, "the access line")
+        access = [e for e in lines() if e.get("logger") == "orchlog.access"]
+        mine = next(e for e in access if e["request_id"] == "req-42")
+        assert mine["path"].startswith("/api/v1/events") and mine["status"] == 200 and mine["duration_ms"] >= 0
+        assert "secret-ticket-value" not in srv.log_text()
+    finally:
+        srv.stop()

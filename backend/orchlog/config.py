@@ -36,6 +36,7 @@ class Settings(Limits):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line
 
     # SQLite durability: NORMAL survives a process crash (kill -9); FULL also survives power loss.
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL"

@@ -21,6 +21,7 @@ import uvicorn
 from .api.app import create_app
 from .config import Settings
 from .errors import OrchlogError
+from .logs import configure_logging
 from .runtime import Runtime
 
 log = logging.getLogger("orchlog")
@@ -30,6 +31,9 @@ class RedactTickets(logging.Filter):
     """Stream tickets travel in the query string; keep them out of the access log."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        path = getattr(record, "path", None)
+        if isinstance(path, str) and "ticket=" in path:
+            record.path = _TICKET.sub(r"\1[redacted]", path)
         if isinstance(record.args, tuple) and "ticket=" in str(record.args):
             record.args = tuple(_TICKET.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
         return True
@@ -94,7 +98,7 @@ def preflight(settings: Settings) -> int:
 
 
 def serve(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     preflight(settings)
     runtime = Runtime(settings)
     app = create_app(settings, runtime)
@@ -108,10 +112,12 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=10,
         proxy_headers=False,
         server_header=False,
+        log_config=None,  # ours (configure_logging): one format, request ids
+        access_log=False,  # the app writes its own access lines (orchlog.access) with request ids
     )
     config = uvicorn.Config(app, **config_kw)
     server = OrchlogServer(config, runtime)
-    logging.getLogger("uvicorn.access").addFilter(RedactTickets())
+    logging.getLogger("orchlog.access").addFilter(RedactTickets())
     log.info("orchlog serving %s on http://%s:%s", settings.db, settings.host, settings.port)
     try:
         server.run()

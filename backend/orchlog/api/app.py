@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
 from ..errors import OrchlogError
+from ..logs import new_request_id, request_id
 from ..metrics import Metrics, route_label
 from ..runtime import Runtime
 from . import compat, dashboard, entities, health, history, ingest, integrations, openapi, stream
@@ -88,8 +89,12 @@ async def _crash(request: Request, exc: Exception) -> Response:
     return JSON(body, status_code=500)
 
 
+access_log = logging.getLogger("orchlog.access")
+
+
 class RequestMetrics:
-    """Counts and times every HTTP request by route (ids folded) and status."""
+    """Gives every HTTP request an id (X-Request-ID in and out), counts and times it by route
+    (ids folded) and status, and writes one access line."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -101,19 +106,42 @@ class RequestMetrics:
             return
         status = 500
         started = time.perf_counter()
+        offered = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-request-id"), None)
+        rid = new_request_id(offered)
+        token = request_id.set(rid)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            took = time.perf_counter() - started
             route = route_label(scope["path"])
-            self.metrics.http_seconds.labels(route).observe(time.perf_counter() - started)
+            self.metrics.http_seconds.labels(route).observe(took)
             self.metrics.http_requests.labels(route, scope["method"], str(status)).inc()
+            client = scope.get("client")
+            query = scope.get("query_string", b"").decode("latin-1")
+            path = scope["path"] + (f"?{query}" if query else "")
+            access_log.info(
+                "%s %s %s %.1fms",
+                scope["method"],
+                path,
+                status,
+                took * 1000,
+                extra={
+                    "method": scope["method"],
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(took * 1000, 2),
+                    "client": f"{client[0]}:{client[1]}" if client else None,
+                },
+            )
+            request_id.reset(token)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Starlette:
