@@ -96,12 +96,26 @@ def serve(
 def migrate(db: str | None) -> None:
     """Create or upgrade the database schema (safe to run again: a no-op when up to date)."""
     settings = _settings(db=db)
-    from .store import sqlite_path
+    from .store import is_postgres, sqlite_path
     from .store.sqlite import migrate_path
 
     path = sqlite_path(settings.db)
     try:
-        applied = migrate_path(path, settings)
+        if is_postgres(settings.db):
+            import asyncio
+
+            from .store.postgres import PostgresStore
+
+            async def pg_migrate() -> list[str]:
+                store = PostgresStore(settings.db, settings)
+                await store.open()
+                await store.close()
+                return []
+
+            applied = asyncio.run(pg_migrate())
+            path = "PostgreSQL"
+        else:
+            applied = migrate_path(path, settings)
     except OrchlogError as exc:
         click.echo(f"orchlog: {exc.message}", err=True)
         sys.exit(1)

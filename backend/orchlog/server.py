@@ -68,20 +68,32 @@ def preflight(settings: Settings) -> int:
     apply the safe default: no tokens at all → loopback only, unless explicitly insecure.
     Returns how many tokens are configured."""
     from .auth import parse_seeded
-    from .store import sqlite_path
+    from .store import is_postgres, open_store, sqlite_path
     from .store.sqlite import connect, migrate
     from .store.tokens import load_tokens
 
-    path = sqlite_path(settings.db)
-    try:
-        conn = connect(path, settings)
+    if is_postgres(settings.db):
+
+        async def pg_tokens() -> list[Any]:
+            store = open_store(settings)
+            await store.open()  # migrates
+            try:
+                return [t for t in await store.load_tokens() if not t.revoked_at]
+            finally:
+                await store.close()
+
+        tokens = asyncio.run(pg_tokens())
+    else:
+        path = sqlite_path(settings.db)
         try:
-            migrate(conn)
-            tokens = [t for t in load_tokens(conn) if not t.revoked_at]
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise OrchlogError(f"cannot open the database {path!r}: {exc}") from exc
+            conn = connect(path, settings)
+            try:
+                migrate(conn)
+                tokens = [t for t in load_tokens(conn) if not t.revoked_at]
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise OrchlogError(f"cannot open the database {path!r}: {exc}") from exc
     count = len(tokens) + len(parse_seeded(settings.tokens))
     if count == 0:
         if settings.host not in LOOPBACK and not settings.insecure_no_auth:

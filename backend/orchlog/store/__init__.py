@@ -9,11 +9,17 @@ from .base import Store
 def open_store(settings: Settings) -> Store:
     """``sqlite:///path``, a plain path, or (later) ``postgresql://``."""
     url = settings.db
-    if url.startswith(("postgresql://", "postgres://")):
-        raise NotImplementedError("PostgreSQL support is not built yet; use a SQLite path")
+    if is_postgres(url):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, settings)
     from .sqlite import SqliteStore
 
     return SqliteStore(sqlite_path(url), settings)
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
 
 
 def sqlite_path(url: str) -> str:
@@ -24,4 +30,4 @@ def sqlite_path(url: str) -> str:
     return url
 
 
-__all__ = ["Store", "open_store", "sqlite_path"]
+__all__ = ["Store", "is_postgres", "open_store", "sqlite_path"]
