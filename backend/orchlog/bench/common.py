@@ -27,7 +27,7 @@ def free_port() -> int:
 class ServerProcess:
     """``orchlog serve`` in a subprocess on a fresh database (what users run)."""
 
-    db: Path
+    db: Path | str  # a SQLite path or a postgresql:// URL
     env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None

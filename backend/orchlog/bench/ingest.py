@@ -97,8 +97,8 @@ def _pin(pid: int, cpu: int) -> None:
             os.sched_setaffinity(pid, {cpu})
 
 
-def server_ingest(clients: int, batch: int, total: int) -> dict[str, Any]:
-    with ServerProcess(tmpdir() / "ingest.db") as srv:
+def server_ingest(clients: int, batch: int, total: int, db: Path | str | None = None) -> dict[str, Any]:
+    with ServerProcess(db or tmpdir() / "ingest.db") as srv:
         assert srv.proc is not None
         _pin(srv.proc.pid, 0)
         with httpx.Client(base_url=srv.url) as c:
@@ -152,7 +152,43 @@ def main(quick: bool = False) -> list[dict[str, Any]]:
                 rejected_503=r["retries"],
             )
         )
+    pg_admin = os.environ.get("ORCHLOG_BENCH_PG_URL")
+    if pg_admin:
+        out.extend(postgres_vs_sqlite(pg_admin, scale))
     return out
+
+
+def postgres_vs_sqlite(admin_url: str, scale: float) -> list[dict[str, Any]]:
+    """The same server and load on PostgreSQL (a throwaway database) next to SQLite."""
+    import asyncpg
+
+    name = f"orchlog_bench_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    try:
+        total = int(100_000 * scale)
+        lite = server_ingest(8, 100, total)["events_per_s"]
+        pg = server_ingest(8, 100, total, db=admin_url.rsplit("/", 1)[0] + "/" + name)["events_per_s"]
+    finally:
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    return [
+        record(
+            "ingest_postgres",
+            clients=8,
+            batch=100,
+            events=total,
+            events_per_s=round(pg),
+            sqlite_events_per_s=round(lite),
+            x_sqlite=round(pg / lite, 3),
+        )
+    ]
 
 
 if __name__ == "__main__":
