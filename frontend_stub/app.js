@@ -115,7 +115,8 @@ async function loadAgents() {
 function agentColor(name) {
   let h = 0;
   for (const c of name) h = (h * 31 + c.charCodeAt(0)) >>> 0;
-  return `hsl(${h % 360} 65% 55%)`;
+  // golden-angle spread: names that differ in one character (agent-1, agent-2) get distinct hues
+  return `hsl(${Math.round((h * 137.508) % 360)} 65% 55%)`;
 }
 
 function renderAgents() {
@@ -222,9 +223,19 @@ async function connect() {
       setConn("error", "bad filters");
       return;
     }
-    if (!opened && ++state.wsFailures >= 3) {
-      state.useSSE = true; // WebSockets blocked somewhere on the way: fall back to SSE
-      showNotice("WebSocket unavailable; using Server-Sent Events", "info");
+    if (!opened) {
+      // A server that is down (restarting) refuses plain HTTP too: that is an outage, not a
+      // blocked WebSocket. Only a server that answers HTTP while its WebSocket never opens
+      // counts towards the fall back to SSE.
+      fetch("app.js", { method: "HEAD", cache: "no-store" }).then(
+        () => {
+          if (generation === state.generation && !state.useSSE && ++state.wsFailures >= 3) {
+            state.useSSE = true; // WebSockets blocked somewhere on the way: fall back to SSE
+            showNotice("WebSocket unavailable; using Server-Sent Events", "info");
+          }
+        },
+        () => (state.wsFailures = 0),
+      );
     }
     scheduleReconnect(ev.reason || "connection lost");
   };
@@ -433,12 +444,19 @@ function goLive() {
 }
 
 async function loadOlder() {
+  const generation = state.generation;
   const first = state.events[0];
   const p = filterParams();
+  if (p.has("q")) {
+    // history's q is full-text; the live stream's q is a substring: ask history for the same
+    p.set("contains", p.get("q"));
+    p.delete("q");
+  }
   p.set("limit", "200");
   if (first) p.set("before", String(first.seq));
   else if (state.lastSeq != null) p.set("before", String(state.lastSeq + 1));
   const body = await api(`/api/v1/events?${p}`);
+  if (generation !== state.generation) return; // the filters changed while this was in flight
   const older = body.items.filter((it) => !state.seen.has(it.seq)).map((it) => ({ type: it.kind, seq: it.seq, data: it.data }));
   if (!older.length) return showNotice("No older events match.", "info");
   for (const ev of older) state.seen.add(ev.seq);

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import sqlite3
 import time
@@ -836,3 +837,38 @@ async def test_tokens_never_logged_listed_or_stored(sec: Sec, tuned: Server) -> 
     blobs = b"".join(p.read_bytes() for p in sec.db.parent.glob(sec.db.name + "*") if p.is_file())
     for token in sec.tokens.values():
         assert token[4:].encode() not in blobs, "a token is stored in the clear"
+
+
+async def test_stream_limits_per_client_and_per_token(tmp_path: Path) -> None:
+    """Open streams are limited per client address (and per token): the one over the limit is
+    closed with 4429 and a reason naming the limit; closing one frees its slot."""
+    srv = Server(tmp_path / "limits.db", env={"ORCHLOG_MAX_STREAMS_PER_CLIENT": "3"}).start()
+    try:
+        url = f"{srv.ws}/api/v1/stream"
+        open_ = [await connect(url, ping_interval=None) for _ in range(3)]
+        for ws in open_:
+            assert json.loads(await ws.recv())["type"] == "hello"
+        extra = await connect(url, ping_interval=None)
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(extra.recv(), 10)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 4429
+        assert "per-address" in info.value.rcvd.reason
+        async with httpx.AsyncClient() as c:
+            r = await c.get(f"{srv.url}/api/v1/stream/sse")
+        assert r.status_code == 429 and "Retry-After" in r.headers
+        await open_[0].close()
+
+        async def fourth_opens() -> bool:
+            ws = await connect(url, ping_interval=None)
+            try:
+                return json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "hello"
+            except ConnectionClosed:
+                return False
+            finally:
+                await ws.close()
+
+        await wait_until(fourth_opens, 10, "a freed slot")
+        for ws in open_[1:]:
+            await ws.close()
+    finally:
+        srv.stop()

@@ -58,6 +58,8 @@ class Settings(Limits):
     heartbeat_s: float = Field(default=15.0, gt=0)
     send_timeout_s: float = Field(default=30.0, gt=0)
     max_subscribers: int = Field(default=10_000, ge=1)
+    max_streams_per_token: int = Field(default=2_000, ge=1)
+    max_streams_per_client: int = Field(default=1_000, ge=1)
 
     # retention ("" / 0 = keep forever): an age like 30d or 12h, and/or a row count, per table
     retention_age: str = ""

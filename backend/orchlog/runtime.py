@@ -18,6 +18,7 @@ from .auth import Keyring, Quotas, Tickets, parse_seeded
 from .config import Settings
 from .metrics import Metrics
 from .retention import enforce, policies
+from .slots import StreamSlots
 from .store import open_store
 from .store.base import ArchiveAgent, CreateAgent, EnsureAgent, Store, UpdateEntity, WriteOp
 from .stream.follow import FollowConfig
@@ -50,6 +51,9 @@ class Runtime:
         self.tickets = Tickets(settings.ticket_ttl_s)
         self.allowed_origins = frozenset(
             o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()
+        )
+        self.slots = StreamSlots(
+            settings.max_subscribers, settings.max_streams_per_token, settings.max_streams_per_client
         )
         self.stopping = asyncio.Event()
         self.started = False

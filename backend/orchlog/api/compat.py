@@ -15,6 +15,7 @@ import orjson
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 
+from ..auth import Principal
 from ..errors import BadParameter, NotFound, OrchlogError
 from ..filters import EventFilter, parse_int
 from ..models import canonical_uuid, now_ts
@@ -22,7 +23,7 @@ from ..stream.follow import Follower, FollowSpec, Frame
 from ..stream.hub import Event
 from .responses import JSON, runtime
 from .security import chosen_subprotocol, principal_of
-from .stream import run_socket
+from .stream import client_host, run_socket
 
 SOURCE_TABLES = {"agent_logs": "agent_log", "system_logs": "system_log"}
 
@@ -78,6 +79,21 @@ async def ws(websocket: WebSocket) -> None:
         await websocket.accept(subprotocol=chosen_subprotocol(websocket.scope))
         await websocket.close(code=4403, reason=exc.message[:120])
         return
+    try:
+        slot = rt.slots.acquire(principal.name, client_host(websocket.scope))
+    except OrchlogError as exc:
+        await websocket.accept(subprotocol=chosen_subprotocol(websocket.scope))
+        await websocket.close(code=4429, reason=exc.message[:120])
+        return
+    try:
+        await _serve_compat(websocket, rt, principal, flt, after)
+    finally:
+        slot.release()
+
+
+async def _serve_compat(
+    websocket: WebSocket, rt: Any, principal: Principal, flt: EventFilter, after: int | None
+) -> None:
     await websocket.accept(subprotocol=chosen_subprotocol(websocket.scope))
     await websocket.send_text(
         orjson.dumps(

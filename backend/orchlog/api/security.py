@@ -34,7 +34,7 @@ RULES: list[tuple[str, re.Pattern[str], str | None]] = [
     (m, re.compile(p), s)
     for m, p, s in [
         ("*", r"^/(healthz|readyz|health|openapi\.json|asyncapi\.json)$", None),
-        ("GET", r"^/(index\.html|app\.js|style\.css|favicon\.ico)?$", None),
+        ("GET", r"^/(index\.html|app\.js|style\.css)?$", None),
         ("GET", r"^/static/", None),
         ("POST", r"^/api/v1/(agent-logs|system-logs|events)$", "ingest"),
         ("POST", r"^/api/v1/stream/ticket$", "read"),

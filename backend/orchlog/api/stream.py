@@ -81,17 +81,27 @@ async def stream_ws(ws: WebSocket) -> None:
         code = CLOSE_FORBIDDEN if isinstance(exc, Forbidden) else CLOSE_BAD_PARAMS
         await ws.close(code=code, reason=exc.message[:120])
         return
-    if rt.hub.subscribers >= rt.settings.max_subscribers:
-        await ws.accept(subprotocol=subprotocol)
-        await ws.close(code=CLOSE_TOO_MANY, reason="too many subscribers on this server; retry later")
-        return
-    await ws.accept(subprotocol=subprotocol)
-    follower = Follower(rt.hub, rt.store, spec, rt.follow_config, rt.stopping)
-    rt.stream_counts["websocket"] += 1
     try:
-        await run_socket(ws, follower.frames(), encode, rt.settings.send_timeout_s)
+        slot = rt.slots.acquire(principal_of(ws).name, client_host(ws.scope))
+    except OrchlogError as exc:
+        await ws.accept(subprotocol=subprotocol)
+        await ws.close(code=CLOSE_TOO_MANY, reason=exc.message[:120])
+        return
+    try:
+        await ws.accept(subprotocol=subprotocol)
+        follower = Follower(rt.hub, rt.store, spec, rt.follow_config, rt.stopping)
+        rt.stream_counts["websocket"] += 1
+        try:
+            await run_socket(ws, follower.frames(), encode, rt.settings.send_timeout_s)
+        finally:
+            rt.stream_counts["websocket"] -= 1
     finally:
-        rt.stream_counts["websocket"] -= 1
+        slot.release()
+
+
+def client_host(scope: Mapping[str, Any]) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 async def run_socket(
@@ -159,8 +169,10 @@ async def stream_sse(request: Request) -> Response:
         spec = follow_spec(query_lists(request), principal_of(request), request.headers.get("last-event-id"))
     except OrchlogError as exc:
         return error_response(exc)
-    if rt.hub.subscribers >= rt.settings.max_subscribers:
-        return JSON({"error": {"code": "too_many", "message": "too many subscribers; retry later"}}, status_code=429)
+    try:
+        slot = rt.slots.acquire(principal_of(request).name, client_host(request.scope))
+    except OrchlogError as exc:
+        return error_response(exc)
     follower = Follower(rt.hub, rt.store, spec, rt.follow_config, rt.stopping)
 
     async def body() -> AsyncGenerator[str, None]:
@@ -170,6 +182,7 @@ async def stream_sse(request: Request) -> Response:
                 yield chunk
         finally:
             rt.stream_counts["sse"] -= 1
+            slot.release()
 
     async def sse_chunks() -> AsyncGenerator[str, None]:
         yield "retry: 2000\n\n"
