@@ -106,7 +106,9 @@ async def _serve_compat(
         ).decode()
     )
     rt.stream_counts["compat"] += 1
-    follower = Follower(rt.hub, rt.store, FollowSpec(filter=flt, after=after), rt.follow_config, rt.stopping)
+    follower = Follower(
+        rt.hub, rt.store, FollowSpec(filter=flt, after=after, relays=True), rt.follow_config, rt.stopping
+    )
 
     def encode(frame: Frame) -> str | list[str] | None:
         if isinstance(frame, Event):
@@ -134,7 +136,7 @@ async def _serve_compat(
             payload = {k: v for k, v in message.items() if k not in ("type", "broadcast_type")}
         if broadcast_type == "adw_status":
             broadcast_type = "adw_updated"
-        rt.hub.notify({"type": "relay", "message": {**payload, "type": broadcast_type}}, unscoped_only=True)
+        rt.hub.notify({"type": "relay", "message": {**payload, "type": broadcast_type}}, relay=True)
 
     try:
         await run_socket(websocket, follower.frames(), encode, rt.settings.send_timeout_s, relay)

@@ -31,6 +31,7 @@ class FollowSpec:
     tail: int | None = None  # or: the last N matching, then live
     epoch: str | None = None  # the client's idea of the database; a mismatch gives `reset`
     batch: bool = False  # yield lists of events (one `events` frame each) instead of one by one
+    relays: bool = False  # receive orchestrator_3_stream relay messages (compat /ws)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Follower:
 
     async def _frames(self) -> AsyncGenerator[Frame, None]:
         flt = self.spec.filter
-        self._sub = self.hub.subscribe(flt)
+        self._sub = self.hub.subscribe(flt, relays=self.spec.relays)
         meta = await self.store.meta()
         cursor, reset = self._start_cursor(meta.head_seq, meta.floor_seq, meta.epoch)
         yield {
@@ -111,7 +112,7 @@ class Follower:
                 # we fell behind: leave the fan-out, read the database at our own pace, rejoin
                 self.catchups += 1
                 self.hub.unsubscribe(sub)
-                self._sub = self.hub.subscribe(flt)
+                self._sub = self.hub.subscribe(flt, relays=self.spec.relays)
                 async for frame in self._replay():
                     yield frame
             elif sub.closed:

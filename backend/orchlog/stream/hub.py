@@ -64,8 +64,9 @@ def encode_native(event: Event) -> str:
 class Subscription:
     """One subscriber's bounded inbox (by count and by bytes) plus its entity notices."""
 
-    def __init__(self, flt: EventFilter, *, max_events: int, max_bytes: int) -> None:
+    def __init__(self, flt: EventFilter, *, max_events: int, max_bytes: int, relays: bool = False) -> None:
         self.filter = flt
+        self.relays = relays  # orchestrator_3_stream relay messages (compat /ws only)
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.events: deque[Event] = deque()
@@ -174,9 +175,9 @@ class Hub:
         if head_seq > self.cursor:
             self._wake.set()
 
-    def subscribe(self, flt: EventFilter) -> Subscription:
+    def subscribe(self, flt: EventFilter, *, relays: bool = False) -> Subscription:
         """Register BEFORE reading the database: every event after ``self.cursor`` will be offered."""
-        sub = Subscription(flt, max_events=self._queue_events, max_bytes=self._queue_bytes)
+        sub = Subscription(flt, max_events=self._queue_events, max_bytes=self._queue_bytes, relays=relays)
         self._subs.add(sub)
         return sub
 
@@ -188,14 +189,14 @@ class Hub:
         for sub in self._subs:
             sub.poke()
 
-    def notify(self, notice: dict[str, Any], agent_id: str | None = None, *, unscoped_only: bool = False) -> None:
-        """Entity changes (not sequenced) to every subscriber that may see that agent; with
-        ``unscoped_only`` (relayed messages of unknown origin) only to subscribers that are not
-        narrowed to some agents (an agent-bound token sees nothing it cannot attribute)."""
+    def notify(self, notice: dict[str, Any], agent_id: str | None = None, *, relay: bool = False) -> None:
+        """Entity changes (not sequenced) to every subscriber that may see that agent. A ``relay``
+        (orchestrator_3_stream clients re-broadcasting; origin unknown) goes only to relay-aware
+        subscribers that are not narrowed to some agents."""
         for sub in self._subs:
             ids = sub.filter.agent_ids
-            if unscoped_only:
-                if not ids:
+            if relay:
+                if sub.relays and not ids:
                     sub.notify(notice)
             elif agent_id is None or not ids or agent_id in ids:
                 sub.notify(notice)
