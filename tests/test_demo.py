@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -13,7 +14,8 @@ from conftest import Server, history
 async def test_demo_populates_a_running_server(server: Server, client: httpx.AsyncClient) -> None:
     """Against a running server, `orchlog demo --seconds 2` registers named agents and posts agent
     logs (hook and response events) and exits 0 with a summary."""
-    result = subprocess.run(
+    result = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "orchlog", "demo", "--url", server.url, "--seconds", "2", "--rate", "60"],
         capture_output=True,
         text=True,

@@ -316,10 +316,11 @@ FILTER_CASES: list[tuple[str, Callable[[Seeded], tuple[dict[str, Any], Pred]]]] 
     ),
     ("since relative 10m", lambda s: ({"since": "10m"}, lambda k, d: d["timestamp"] > "2021")),
     ("until relative 1h", lambda s: ({"until": "1h"}, lambda k, d: d["timestamp"] < "2021")),
-    ("q case-insensitive", lambda s: ({"q": "nEeDlE"}, text_has("needle"))),
-    ("q percent is literal", lambda s: ({"q": "100%"}, text_has("100%"))),
-    ("q underscore is literal", lambda s: ({"q": "under_score"}, text_has("under_score"))),
-    ("q no match", lambda s: ({"q": "zzz-not-there"}, lambda k, d: False)),
+    # history's q is full-text (tests/test_fulltext.py); contains= is the plain substring
+    ("contains case-insensitive", lambda s: ({"contains": "nEeDlE"}, text_has("needle"))),
+    ("contains percent is literal", lambda s: ({"contains": "100%"}, text_has("100%"))),
+    ("contains underscore is literal", lambda s: ({"contains": "under_score"}, text_has("under_score"))),
+    ("contains no match", lambda s: ({"contains": "zzz-not-there"}, lambda k, d: False)),
     (
         "agent_id + min_level",
         lambda s: (
@@ -330,7 +331,7 @@ FILTER_CASES: list[tuple[str, Callable[[Seeded], tuple[dict[str, Any], Pred]]]] 
     (
         "kind=system_log + adw_id + q",
         lambda s: (
-            {"kind": "system_log", "adw_id": "adw-2", "q": "needle"},
+            {"kind": "system_log", "adw_id": "adw-2", "contains": "needle"},
             lambda k, d: k == "system_log" and d["adw_id"] == "adw-2" and text_has("needle")(k, d),
         ),
     ),
@@ -348,7 +349,7 @@ async def test_filter(hc: httpx.AsyncClient, seeded: Seeded, name: str, case: An
     want = seeded.expect(pred)
     got = await walk(hc, 13, **params)
     assert [e["seq"] for e in got] == want, name
-    if name not in ("q no match", "agent-only filter with kind=system_log is empty"):
+    if name not in ("contains no match", "agent-only filter with kind=system_log is empty"):
         assert want, f"the seed data has nothing for {name}; the case proves nothing"
 
 

@@ -365,7 +365,7 @@ async def test_health_endpoints_stay_open(sec: Sec, path: str, cred: str) -> Non
 
 @pytest.mark.parametrize(
     "params",
-    [{}, {"kind": "system_log"}, {"kind": "agent_log,system_log"}, {"agent_id": A}, {"q": "b-"}],
+    [{}, {"kind": "system_log"}, {"kind": "agent_log,system_log"}, {"agent_id": A}, {"contains": "b-"}],
     ids=["no-filter", "kind-system", "kind-both", "agent-A", "text-of-B"],
 )
 async def test_bound_read_history_only_its_agent(sec: Sec, params: dict[str, Any]) -> None:
@@ -505,7 +505,7 @@ async def test_bound_ingest_posts_only_for_its_agent(sec: Sec) -> None:
         no_leak(r.text, sec)
         assert f"no-{tag}" not in r.text
     async with sec.client("admin") as admin:
-        texts = [e["data"].get("content") or e["data"].get("message") for e in await history(admin, {"q": tag})]
+        texts = [e["data"].get("content") or e["data"].get("message") for e in await history(admin, {"contains": tag})]
     assert sorted(texts) == sorted([f"ok-{tag}", f"ok2-{tag}"])
 
 
@@ -724,7 +724,7 @@ async def test_ingest_rate_limit_429_retry_after_then_succeeds(tuned: Server) ->
             assert_error(r, 429, "rate_limited")
             assert r.headers["retry-after"].isdigit() and int(r.headers["retry-after"]) >= 1, r.headers
             no_leak(r.text)
-        stored = await history(viewer, {"q": tag})
+        stored = await history(viewer, {"contains": tag})
         assert len(stored) == 10 * len(ok), "a 429 must write nothing"
 
         r = await other.post("/api/v1/system-logs", json={"message": f"{tag} other"})

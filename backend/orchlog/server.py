@@ -13,6 +13,7 @@ import logging
 import re
 import socket
 import sqlite3
+import time
 from types import FrameType
 from typing import Any
 
@@ -54,12 +55,22 @@ class OrchlogServer(uvicorn.Server):
             await self._serve(sockets)
             self._captured_signals.clear()  # we shut down cleanly: exit 0, do not re-raise
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Give streams time to flush what is committed and close with 1001 themselves before
+        uvicorn's own shutdown would cut them (it closes open WebSockets with 1012)."""
+        self.runtime.begin_shutdown()
+        deadline = time.monotonic() + STREAM_DRAIN_S
+        while sum(self.runtime.stream_counts.values()) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)  # streams end on their own (stopping is set); just wait, bounded
+        await super().shutdown(sockets)
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.runtime.begin_shutdown)
         super().handle_exit(sig, frame)
 
 
+STREAM_DRAIN_S = 8.0  # longest wait for streams to flush on shutdown
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
