@@ -267,3 +267,36 @@ async def test_json_logs_one_line_per_request_with_request_id(tmp_path: Path) ->
         assert "secret-ticket-value" not in srv.log_text()
     finally:
         srv.stop()
+
+
+async def test_file_stops_growing_under_steady_ingest_with_retention(tmp_path: Path) -> None:
+    """Steady ingest with retention keeping 300 rows: after a warm-up, the database file plus its
+    WAL stop growing (freed pages are reused, the WAL is checkpointed)."""
+    srv = Server(
+        tmp_path / "steady.db", env={"ORCHLOG_RETENTION_ROWS": "300", "ORCHLOG_MAINTENANCE_INTERVAL_S": "0.1"}
+    ).start()
+
+    def size() -> int:
+        return sum(p.stat().st_size for p in tmp_path.glob("steady.db*") if p.is_file())
+
+    try:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=30) as c:
+
+            async def rounds(n: int) -> None:
+                for i in range(n):
+                    await post_system(c, 100, "steady " + "x" * 500)
+                    floor = int((await c.get("/api/v1/events", params={"limit": 1})).json()["floor_seq"])
+                    head = int((await c.get("/api/v1/events", params={"limit": 1})).json()["head_seq"])
+                    await wait_until(lambda h=head: _floor_at_least(c, h - 400), 20, f"retention round {i} ({floor})")
+
+            await rounds(15)
+            warm = size()
+            await rounds(30)
+            after = size()
+        assert after <= warm * 1.5 + 512 * 1024, f"the file kept growing: {warm} → {after} bytes"
+    finally:
+        srv.stop()
+
+
+async def _floor_at_least(c: httpx.AsyncClient, value: int) -> bool:
+    return int((await c.get("/api/v1/events", params={"limit": 1})).json()["floor_seq"]) >= value
