@@ -112,6 +112,14 @@ async function loadAgents() {
   }
 }
 
+let agentsRefresh = 0;
+function refreshAgentsSoon() {
+  const now = Date.now();
+  if (now - agentsRefresh < 5000) return;
+  agentsRefresh = now;
+  loadAgents();
+}
+
 function agentColor(name) {
   let h = 0;
   for (const c of name) h = (h * 31 + c.charCodeAt(0)) >>> 0;
@@ -151,6 +159,7 @@ function restart() {
   state.pending = [];
   state.lastSeq = state.filters.after != null ? Number(state.filters.after) : null;
   state.helloAfter = null;
+  state.live = false;
   $("stream").replaceChildren();
   $("new-events").hidden = true;
   connect();
@@ -295,6 +304,7 @@ function onFrame(frame) {
       addEvent(frame);
       return;
     case "live":
+      state.live = true;
       setMode(state.paused ? "paused" : "live", state.paused ? "paused" : "live");
       return;
     case "heartbeat":
@@ -328,7 +338,7 @@ function addEvent(ev) {
     const gone = state.events.splice(0, state.events.length - MAX_EVENTS);
     for (const g of gone) state.seen.delete(g.seq);
   }
-  state.rateWindow.push(performance.now());
+  if (state.live) state.rateWindow.push(performance.now()); // replayed history is not a rate
   if (ev.data.agent_id && state.agents.has(ev.data.agent_id)) {
     state.agents.get(ev.data.agent_id).log_count = (state.agents.get(ev.data.agent_id).log_count || 0) + 1;
   }
@@ -387,6 +397,7 @@ function row(ev) {
   let who;
   if (ev.type === "agent_log") {
     const a = state.agents.get(d.agent_id);
+    if (!a) refreshAgentsSoon(); // a new agent: fetch names for the rows that follow
     const name = a ? a.name : d.agent_id.slice(0, 8);
     who = `<span class="who" style="color:${agentColor(name)}">${esc(name)}</span>
            <span class="what">${esc(d.event_category)}/${esc(d.event_type)}</span>`;
@@ -550,7 +561,7 @@ function wire() {
 applyTheme(localStorage.getItem("orchlog-theme") || (matchMedia("(prefers-color-scheme: light)").matches ? "light" : "dark"));
 wire();
 syncControls();
-loadAgents();
-restart();
+// names first, so the first rows show agent names rather than ids
+loadAgents().finally(restart);
 // expose a read-only view for tests and the curious
 window.orchlog = { state, events: () => state.events.map((e) => e.seq) };
