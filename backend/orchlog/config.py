@@ -69,6 +69,7 @@ class Settings(Limits):
     retention_system_logs_age: str | None = None
     retention_system_logs_rows: int | None = Field(default=None, ge=0)
     maintenance_interval_s: float = Field(default=30.0, gt=0)  # retention + WAL checkpoint cadence
+    fulltext_interval_s: float = Field(default=1.0, gt=0)  # full-text indexing cadence (searches catch up first)
 
     # integrations
     hook_max_field_chars: int = Field(default=8192, ge=100)  # longer hook strings are truncated (marked)

@@ -20,7 +20,7 @@ from .metrics import Metrics
 from .retention import enforce, policies
 from .slots import StreamSlots
 from .store import open_store
-from .store.base import ArchiveAgent, CreateAgent, EnsureAgent, Store, UpdateEntity, WriteOp
+from .store.base import ArchiveAgent, CreateAgent, EnsureAgent, IndexFulltext, Store, UpdateEntity, WriteOp
 from .stream.follow import FollowConfig
 from .stream.hub import Hub
 from .writer import Writer
@@ -62,6 +62,7 @@ class Runtime:
         self.metrics = Metrics()
         self.metrics.attach(self)
         self._maintenance: asyncio.Task[None] | None = None
+        self._indexer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.store.open()
@@ -72,6 +73,7 @@ class Runtime:
         self.writer.start()
         await self.hub.start()
         self._maintenance = asyncio.create_task(self._maintain_forever(), name="orchlog-maintenance")
+        self._indexer = asyncio.create_task(self._index_forever(), name="orchlog-fulltext")
         self.started = True
 
     async def refresh_tokens(self) -> None:
@@ -83,6 +85,29 @@ class Runtime:
         """Tell every stream to flush and close (safe to call more than once, from the loop)."""
         self.stopping.set()
         self.hub.wake_all()
+
+    async def index_fulltext(self) -> int:
+        """Bring the full-text index up to the head (through the writer, in large chunks)."""
+        total = 0
+        while True:
+            n = int(await self.writer.submit(IndexFulltext()))
+            total += n
+            if n < IndexFulltext.chunk:
+                return total
+
+    async def _index_forever(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                async with asyncio.timeout(self.settings.fulltext_interval_s):
+                    await self.stopping.wait()
+            except TimeoutError:
+                pass
+            if self.stopping.is_set():
+                return
+            try:
+                await self.index_fulltext()
+            except Exception:
+                log.exception("full-text indexing failed; retrying")
 
     async def maintain(self) -> dict[str, int]:
         """Retention now, then a WAL checkpoint; returns rows deleted per table."""
@@ -108,10 +133,11 @@ class Runtime:
 
     async def stop(self) -> None:
         self.begin_shutdown()
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
+        for task in (self._maintenance, self._indexer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.writer.stop()
         await self.hub.stop()
         await self.store.close()

@@ -28,6 +28,9 @@ def error_details(exc: ValidationError, index: int | None = None) -> list[dict[s
         if loc and loc[0] in ("agent_log", "system_log"):
             loc = loc[1:]
         field = ".".join(loc)
+        ctx = err.get("ctx") or {}
+        if not field and isinstance(ctx.get("field"), str):  # model-level checks name their field
+            field = ctx["field"]
         if err["type"] in ("union_tag_not_found", "union_tag_invalid"):
             field = "kind"
         message = str(err["msg"])

@@ -22,6 +22,8 @@ async def get_events(request: Request) -> JSON:
     limit = parse_int("limit", request.query_params.get("limit"), minimum=1, maximum=MAX_LIMIT) or DEFAULT_LIMIT
     if after is not None and before is not None and before <= after:
         raise BadParameter("before", f"must be greater than after ({after})")
+    if flt.fts:
+        await rt.index_fulltext()  # a search sees every committed event, indexed or not yet
     events, has_more = await rt.store.read_events(flt, after=after, before=before, limit=limit)
     meta = await rt.store.meta()
     items = [{"kind": e.kind, "seq": e.seq, "data": e.data} for e in events]

@@ -26,7 +26,10 @@ async def _ingest(request: Request, kind: str) -> JSON:
     counter.labels(kind, "stored").inc(len(acks) - duplicates)
     if duplicates:
         counter.labels(kind, "duplicate").inc(duplicates)
-    return JSON({"count": len(acks), "items": [a.model_dump() for a in acks]}, status_code=201)
+    return JSON(
+        {"count": len(acks), "items": [{"id": a.id, "seq": a.seq, "duplicate": a.duplicate} for a in acks]},
+        status_code=201,
+    )
 
 
 async def post_agent_logs(request: Request) -> JSON:

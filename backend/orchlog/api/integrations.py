@@ -50,7 +50,10 @@ async def claude_code_hook(request: Request) -> JSON:
             EnsureAgent(claude_code.ORCHESTRATOR_ID, agent_id, name, "claude-code", {"source": "claude-code-hooks"})
         )
     acks = await rt.writer.submit(InsertLogs(logs))
-    return JSON({"count": len(acks), "items": [a.model_dump() for a in acks]}, status_code=201)
+    return JSON(
+        {"count": len(acks), "items": [{"id": a.id, "seq": a.seq, "duplicate": a.duplicate} for a in acks]},
+        status_code=201,
+    )
 
 
 async def otlp_logs(request: Request) -> Response:

@@ -96,6 +96,15 @@ class EnsureAgent:
 
 
 @dataclass(frozen=True)
+class IndexFulltext:
+    """Add committed rows not yet in the full-text index, up to ``chunk`` of them (oldest first).
+    Result: how many were indexed (less than ``chunk`` means caught up)."""
+
+    chunk: int = 20_000
+    size: int = 1
+
+
+@dataclass(frozen=True)
 class PruneLogs:
     """Retention: delete up to ``chunk`` of the oldest rows of one table that are older than
     ``before`` (a timestamp) or beyond the newest ``keep_rows``. Small chunks, each its own op in
@@ -115,7 +124,15 @@ class CreatePrompt:
 
 
 WriteOp = (
-    InsertLogs | CreateOrchestrator | CreateAgent | UpdateEntity | ArchiveAgent | CreatePrompt | PruneLogs | EnsureAgent
+    InsertLogs
+    | CreateOrchestrator
+    | CreateAgent
+    | UpdateEntity
+    | ArchiveAgent
+    | CreatePrompt
+    | PruneLogs
+    | EnsureAgent
+    | IndexFulltext
 )
 
 
@@ -189,6 +206,7 @@ __all__ = [
     "CreateOrchestrator",
     "CreatePrompt",
     "EnsureAgent",
+    "IndexFulltext",
     "InsertLogs",
     "PruneLogs",
     "Store",

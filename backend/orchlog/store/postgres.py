@@ -35,6 +35,7 @@ from .base import (
     CreateOrchestrator,
     CreatePrompt,
     EnsureAgent,
+    IndexFulltext,
     InsertLogs,
     PruneLogs,
     StoredEvent,
@@ -266,6 +267,8 @@ class PostgresStore:
             return await self._ensure_agent(conn, op)
         if isinstance(op, PruneLogs):
             return await self._prune(conn, op)
+        if isinstance(op, IndexFulltext):
+            return 0  # a generated tsvector column: always in step
         raise TypeError(f"unknown write op {op!r}")
 
     async def _insert_logs(self, conn: asyncpg.Connection, items: Sequence[Any], counter: _Counter) -> list[Ack]:
@@ -299,7 +302,7 @@ class PostgresStore:
             ident = str(it.id)
             known_seq = existing[table].get(ident)
             if known_seq is not None:
-                acks.append(Ack(id=ident, seq=known_seq, duplicate=True))
+                acks.append(Ack.model_construct(id=ident, seq=known_seq, duplicate=True))
                 continue
             seq = counter.take()
             existing[table][ident] = seq
@@ -338,7 +341,7 @@ class PostgresStore:
                         _ts(str(it.timestamp)),
                     )
                 )
-            acks.append(Ack(id=ident, seq=seq, duplicate=False))
+            acks.append(Ack.model_construct(id=ident, seq=seq, duplicate=False))
         for table, cols, rows in (("agent_logs", AGENT_COLS, agent_rows), ("system_logs", SYSTEM_COLS, system_rows)):
             if rows:
                 await conn.copy_records_to_table(table, records=rows, columns=list(cols))

@@ -36,6 +36,7 @@ from .base import (
     CreateOrchestrator,
     CreatePrompt,
     EnsureAgent,
+    IndexFulltext,
     InsertLogs,
     PruneLogs,
     StoredEvent,
@@ -395,7 +396,29 @@ class _Writer:
             return self._prune(op)
         if isinstance(op, EnsureAgent):
             return self._ensure_agent(op)
+        if isinstance(op, IndexFulltext):
+            return self._index_fulltext(op.chunk)
         raise TypeError(f"unknown write op {op!r}")
+
+    def _index_fulltext(self, chunk: int) -> int:
+        conn = self.conn
+        upto = int(conn.execute("SELECT upto FROM fts_state WHERE id = 1").fetchone()[0])
+        head = int(conn.execute("SELECT last_seq FROM stream_meta WHERE id = 1").fetchone()[0])
+        if head <= upto:
+            return 0
+        end = min(head, upto + chunk)
+        conn.execute(
+            "INSERT INTO agent_logs_fts (rowid, content, summary, event_type) "
+            "SELECT seq, content, summary, event_type FROM agent_logs WHERE seq > ? AND seq <= ?",
+            (upto, end),
+        )
+        conn.execute(
+            "INSERT INTO system_logs_fts (rowid, message, summary) "
+            "SELECT seq, message, summary FROM system_logs WHERE seq > ? AND seq <= ?",
+            (upto, end),
+        )
+        conn.execute("UPDATE fts_state SET upto = ? WHERE id = 1", (end,))
+        return end - upto
 
     def _ensure_agent(self, op: EnsureAgent) -> dict[str, Any]:
         now = now_ts()
@@ -492,12 +515,12 @@ class _Writer:
             ident = str(it.id)
             known_seq = existing[table].get(ident)
             if known_seq is not None:
-                acks.append(Ack(id=ident, seq=known_seq, duplicate=True))
+                acks.append(Ack.model_construct(id=ident, seq=known_seq, duplicate=True))
                 continue
             seq = counter.take()
             existing[table][ident] = seq
             rows[table].append(_agent_row(it, seq) if isinstance(it, AgentLogIn) else _system_row(it, seq))
-            acks.append(Ack(id=ident, seq=seq, duplicate=False))
+            acks.append(Ack.model_construct(id=ident, seq=seq, duplicate=False))
         for table, values in rows.items():
             if values:
                 self.conn.executemany(_INSERT[table], values)

@@ -142,6 +142,7 @@ class Hub:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.cursor = 0
+        self._announced = 0
         self.overflows = 0
         self.resets = 0
         self.reads = 0
@@ -172,6 +173,7 @@ class Hub:
     # -- wiring
     def announce(self, head_seq: int) -> None:
         """The local writer committed up to head_seq (called on the event loop)."""
+        self._announced = max(self._announced, head_seq)
         if head_seq > self.cursor:
             self._wake.set()
 
@@ -210,6 +212,13 @@ class Hub:
                         await self._wake.wait()
                 announced = self._wake.is_set()
                 self._wake.clear()
+                if not self._subs:
+                    # nobody listens: skip reading rows. A subscriber that registers later replays
+                    # from the database everything up to the head it reads after registering.
+                    self.cursor = max(self.cursor, self._announced)
+                    if not announced and await self._store.poll_tail(self.cursor, 0) is not None:
+                        self.cursor = max(self.cursor, await self._store.head_seq())
+                    continue
                 if announced:
                     rows = await self._store.tail(self.cursor, self._page)
                 else:
