@@ -87,7 +87,12 @@ def memory(counts: tuple[int, ...] = (1000, 5000)) -> list[dict[str, Any]]:
         if count + 100 > hard:
             out.append(record("memory", subscribers=count, skipped=f"open-file limit {hard}"))
             continue
-        with ServerProcess(tmpdir() / "mem.db", env={"ORCHLOG_MAX_SUBSCRIBERS": str(count + 10)}) as srv:
+        limits = {
+            "ORCHLOG_MAX_SUBSCRIBERS": str(count + 10),
+            "ORCHLOG_MAX_STREAMS_PER_CLIENT": str(count + 10),
+            "ORCHLOG_MAX_STREAMS_PER_TOKEN": str(count + 10),
+        }
+        with ServerProcess(tmpdir() / "mem.db", env=limits) as srv:
             before, after = asyncio.run(_idle(f"{srv.ws}/api/v1/stream", count, srv))
         out.append(
             record(
