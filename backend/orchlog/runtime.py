@@ -31,6 +31,7 @@ log = logging.getLogger("orchlog")
 class Runtime:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
+        self.limits = settings.limits  # built once: it is read on every ingest request
         self.store: Store = store or open_store(settings)
         self.writer = Writer(
             self.store,

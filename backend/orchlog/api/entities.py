@@ -25,7 +25,7 @@ LIST_FILTERS = {
 
 async def _one_object(request: Request) -> Any:
     rt = runtime(request)
-    items, single = await read_items(request, rt.settings.limits)
+    items, single = await read_items(request, rt.limits)
     if not single:
         raise BadParameter("body", "send one JSON object")
     return items[0]
@@ -92,7 +92,7 @@ def _guard(request: Request, table: str, ident: str | None = None) -> None:
 async def _patch(request: Request, table: str) -> JSON:
     rt = runtime(request)
     _guard(request, table, _ident(request))
-    patch = validate_one(EntityPatch, await _one_object(request), rt.settings.limits)
+    patch = validate_one(EntityPatch, await _one_object(request), rt.limits)
     _old, new = await rt.writer.submit(UpdateEntity(table, _ident(request), patch))
     return JSON(new)
 
@@ -100,7 +100,7 @@ async def _patch(request: Request, table: str) -> JSON:
 async def create_orchestrator(request: Request) -> JSON:
     rt = runtime(request)
     _guard(request, "orchestrator_agents")
-    spec = validate_one(OrchestratorAgentCreate, await _one_object(request), rt.settings.limits)
+    spec = validate_one(OrchestratorAgentCreate, await _one_object(request), rt.limits)
     return JSON(await rt.writer.submit(CreateOrchestrator(spec)), status_code=201)
 
 
@@ -119,7 +119,7 @@ async def patch_orchestrator(request: Request) -> JSON:
 async def create_agent(request: Request) -> JSON:
     rt = runtime(request)
     _guard(request, "agents")
-    spec = validate_one(AgentCreate, await _one_object(request), rt.settings.limits)
+    spec = validate_one(AgentCreate, await _one_object(request), rt.limits)
     return JSON(await rt.writer.submit(CreateAgent(spec)), status_code=201)
 
 
@@ -145,7 +145,7 @@ async def delete_agent(request: Request) -> JSON:
 async def create_prompt(request: Request) -> JSON:
     rt = runtime(request)
     _guard(request, "prompts")
-    spec = validate_one(PromptCreate, await _one_object(request), rt.settings.limits)
+    spec = validate_one(PromptCreate, await _one_object(request), rt.limits)
     return JSON(await rt.writer.submit(CreatePrompt(spec)), status_code=201)
 
 

@@ -14,7 +14,7 @@ from .security import principal_of
 
 async def _ingest(request: Request, kind: str) -> JSON:
     rt = runtime(request)
-    limits = rt.settings.limits
+    limits = rt.limits
     raw, single = await read_items(request, limits)
     items = validate_logs(kind, raw, limits, single=single)
     principal = principal_of(request)

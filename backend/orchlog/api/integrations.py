@@ -22,7 +22,7 @@ from .security import principal_of
 async def claude_code_hook(request: Request) -> JSON:
     """One hook input object (or an array of them, as ``orchlog hook`` sends from its spool)."""
     rt = runtime(request)
-    raw, _single = await read_items(request, rt.settings.limits)
+    raw, _single = await read_items(request, rt.limits)
     explicit = request.query_params.get("agent")
     items: list[dict[str, Any]] = []
     agents: dict[str, str] = {}
@@ -41,7 +41,7 @@ async def claude_code_hook(request: Request) -> JSON:
                 **claude_code.to_agent_log(hook, agent_id, max_field_chars=rt.settings.hook_max_field_chars),
             }
         )
-    logs = validate_logs("event", items, rt.settings.limits)
+    logs = validate_logs("event", items, rt.limits)
     principal = principal_of(request)
     principal.may_post_for(it.agent_id if isinstance(it, AgentLogIn) else None for it in logs)
     rt.quotas.charge(principal, len(logs))
@@ -88,13 +88,13 @@ async def otlp_logs(request: Request) -> Response:
     logs: list[Any] = []
     if events:
         try:
-            logs = validate_logs("event", events, rt.settings.limits)
+            logs = validate_logs("event", events, rt.limits)
         except ValidationFailed as exc:
             bad = {d.get("index") for d in exc.details or [] if isinstance(d, dict)}
             keep = [e for i, e in enumerate(events) if i not in bad]
             rejected += len(events) - len(keep)
             reasons.append(exc.message)
-            logs = validate_logs("event", keep, rt.settings.limits) if keep else []
+            logs = validate_logs("event", keep, rt.limits) if keep else []
     principal = principal_of(request)
     principal.may_post_for(it.agent_id if isinstance(it, AgentLogIn) else None for it in logs)
     if logs:
