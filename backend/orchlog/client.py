@@ -197,7 +197,7 @@ class AsyncClient:
         Raises ``AuthError`` when the server refuses the token (no retry).
         """
         from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed, InvalidStatus
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
         last: int | None = after
         first_tail = tail
@@ -252,7 +252,7 @@ class AsyncClient:
                 if code == 4400:
                     raise OrchlogClientError(f"bad stream parameters: {exc.rcvd.reason if exc.rcvd else ''}") from exc
                 error = f"closed ({code})"
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, InvalidHandshake) as exc:  # e.g. the server died mid-handshake
                 error = f"{type(exc).__name__}: {exc}"
             if not reconnect:
                 raise OrchlogClientError(f"the stream from {self.url} ended early: {error}")

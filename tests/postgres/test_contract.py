@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from conftest import Server, free_port, history, make_agents, wait_until
 
@@ -212,7 +212,7 @@ async def _follow(port: int, out: list[int], stop: asyncio.Event, ports: list[in
                         out.extend(i["seq"] for i in frame["items"])
                     elif frame["type"] in ("agent_log", "system_log"):
                         out.append(frame["seq"])
-        except (OSError, ConnectionClosed, TimeoutError):
+        except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError):
             turn += 1
             await asyncio.sleep(0.05)  # pace reconnects to the other replica
 

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from conftest import Server, free_port, history, make_agents, wait_until
 
@@ -92,7 +92,7 @@ class Tail:
                             self.seqs.extend(item["seq"] for item in frame["items"])
                         elif frame["type"] in ("agent_log", "system_log"):
                             self.seqs.append(frame["seq"])
-            except (OSError, ConnectionClosed, TimeoutError):
+            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError):
                 await asyncio.sleep(0.05)  # server down: pace reconnects
 
 
