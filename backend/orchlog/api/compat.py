@@ -19,6 +19,7 @@ from ..auth import Principal
 from ..errors import BadParameter, NotFound, OrchlogError
 from ..filters import EventFilter, parse_int
 from ..models import canonical_uuid, now_ts
+from ..store.base import jsonable
 from ..stream.follow import Follower, FollowSpec, Frame
 from ..stream.hub import Event
 from .responses import JSON, runtime
@@ -31,8 +32,10 @@ SOURCE_TABLES = {"agent_logs": "agent_log", "system_logs": "system_log"}
 def encode_compat(event: Event) -> str:
     ts = event.data.get("timestamp")
     if event.kind == "agent_log":
-        return orjson.dumps({"type": "agent_log", "log": event.data, "seq": event.seq, "timestamp": ts}).decode()
-    return orjson.dumps({"type": "system_log", "data": event.data, "seq": event.seq, "timestamp": ts}).decode()
+        message = {"type": "agent_log", "log": event.data, "seq": event.seq, "timestamp": ts}
+    else:
+        message = {"type": "system_log", "data": event.data, "seq": event.seq, "timestamp": ts}
+    return orjson.dumps(message, default=jsonable).decode()
 
 
 def compat_messages(notice: dict[str, Any]) -> list[dict[str, Any]]:

@@ -11,13 +11,14 @@ from starlette.responses import Response
 
 from ..errors import OrchlogError
 from ..runtime import Runtime
+from ..store.base import jsonable
 
 
 class JSON(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        return orjson.dumps(content, default=jsonable)
 
 
 def error_response(exc: OrchlogError) -> JSON:

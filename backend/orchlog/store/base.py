@@ -8,9 +8,11 @@ rolled back alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
+
+import orjson
 
 from ..auth import TokenRecord
 from ..filters import EventFilter
@@ -24,12 +26,46 @@ from ..models import (
 )
 
 
+class RawRow(Mapping[str, Any]):
+    """A row the database already rendered as JSON: sent on as is (``fragment``), parsed only if
+    someone looks inside (a live filter, the compat layer). Replay and history never parse it."""
+
+    __slots__ = ("_parsed", "_text", "fragment")
+
+    def __init__(self, text: str | bytes) -> None:
+        self._text = text
+        self.fragment = orjson.Fragment(text)
+        self._parsed: dict[str, Any] | None = None
+
+    def _row(self) -> dict[str, Any]:
+        if self._parsed is None:
+            parsed: dict[str, Any] = orjson.loads(self._text)
+            self._parsed = parsed
+        return self._parsed
+
+    def __getitem__(self, key: str) -> Any:
+        return self._row()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._row())
+
+    def __len__(self) -> int:
+        return len(self._row())
+
+
+def jsonable(value: Any) -> Any:
+    """``orjson`` default hook: RawRow goes out as its pre-rendered JSON."""
+    if isinstance(value, RawRow):
+        return value.fragment
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 class StoredEvent(NamedTuple):
     """One committed event: its kind, its global seq and its row (JSON-ready)."""
 
     kind: str
     seq: int
-    data: dict[str, Any]
+    data: Mapping[str, Any]
 
 
 class StreamMeta(NamedTuple):

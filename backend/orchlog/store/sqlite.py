@@ -39,6 +39,7 @@ from .base import (
     IndexFulltext,
     InsertLogs,
     PruneLogs,
+    RawRow,
     StoredEvent,
     StreamMeta,
     UpdateEntity,
@@ -78,6 +79,14 @@ SYSTEM_COLS = (
     "timestamp",
 )
 COLUMNS = {"agent_log": AGENT_COLS, "system_log": SYSTEM_COLS}
+
+
+def _json_row(cols: Sequence[str]) -> str:
+    parts = [f"'{c}', json({c})" if c in ("payload", "metadata") else f"'{c}', {c}" for c in cols]
+    return f"json_object({', '.join(parts)})"
+
+
+JSON_ROW = {"agent_log": _json_row(AGENT_COLS), "system_log": _json_row(SYSTEM_COLS)}
 TABLES = {"agent_log": "agent_logs", "system_log": "system_logs"}
 ENTITY_TABLES = ("orchestrator_agents", "agents", "prompts")
 _JSON_COLUMNS = frozenset({"payload", "metadata"})
@@ -714,10 +723,11 @@ def read_both(
             terms.append("seq < ?")
             params.append(before)
         sql = (
-            f"SELECT {', '.join(COLUMNS[kind])} FROM {TABLES[kind]} WHERE {' AND '.join(terms)} "
+            f"SELECT seq, {JSON_ROW[kind]} FROM {TABLES[kind]} WHERE {' AND '.join(terms)} "
             f"ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT {int(limit) + 1}"
         )
-        events.extend(StoredEvent(kind, row["seq"], row) for row in _fetch(conn, sql, params))
+        # SQLite renders each row as JSON: no per-column Python work on the hot read paths
+        events.extend(StoredEvent(kind, seq, RawRow(text)) for seq, text in conn.execute(sql, params))
     events.sort(key=lambda e: e.seq, reverse=descending)
     return events
 

@@ -14,13 +14,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
 from ..filters import EventFilter
-from ..store.base import Store, StoredEvent
+from ..store.base import Store, StoredEvent, jsonable
 
 log = logging.getLogger("orchlog.hub")
 
@@ -32,7 +32,7 @@ class Event:
 
     __slots__ = ("_frames", "data", "kind", "seq")
 
-    def __init__(self, kind: str, seq: int, data: dict[str, Any]) -> None:
+    def __init__(self, kind: str, seq: int, data: Mapping[str, Any]) -> None:
         self.kind = kind
         self.seq = seq
         self.data = data
@@ -58,7 +58,7 @@ class Event:
 
 
 def encode_native(event: Event) -> str:
-    return orjson.dumps({"type": event.kind, "seq": event.seq, "data": event.data}).decode()
+    return orjson.dumps({"type": event.kind, "seq": event.seq, "data": event.data}, default=jsonable).decode()
 
 
 class Subscription:
@@ -213,11 +213,18 @@ class Hub:
                 announced = self._wake.is_set()
                 self._wake.clear()
                 if not self._subs:
-                    # nobody listens: skip reading rows. A subscriber that registers later replays
-                    # from the database everything up to the head it reads after registering.
-                    self.cursor = max(self.cursor, self._announced)
-                    if not announced and await self._store.poll_tail(self.cursor, 0) is not None:
-                        self.cursor = max(self.cursor, await self._store.head_seq())
+                    # Nobody listens: skip reading rows. A subscriber that registers later replays
+                    # from the database up to the head it reads after registering, so the cursor
+                    # may jump, but only in the same step that saw no subscriber (no await in
+                    # between): one registering during an await must get its events offered.
+                    if announced:
+                        self.cursor = max(self.cursor, self._announced)
+                    elif await self._store.poll_tail(self.cursor, 0) is not None:
+                        head = await self._store.head_seq()
+                        if not self._subs:
+                            self.cursor = max(self.cursor, head)
+                        else:
+                            self._wake.set()  # someone arrived meanwhile: read rows next round
                     continue
                 if announced:
                     rows = await self._store.tail(self.cursor, self._page)
