@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .auth import Keyring, Quotas, Tickets, parse_seeded
@@ -73,8 +74,14 @@ class Runtime:
         self.writer.head_seq = await self.store.head_seq()
         self.writer.start()
         await self.hub.start()
-        self._maintenance = asyncio.create_task(self._maintain_forever(), name="orchlog-maintenance")
-        self._indexer = asyncio.create_task(self._index_forever(), name="orchlog-fulltext")
+        self._maintenance = asyncio.create_task(
+            self._every(self.settings.maintenance_interval_s, self.maintain, "retention/checkpoint"),
+            name="orchlog-maintenance",
+        )
+        self._indexer = asyncio.create_task(
+            self._every(self.settings.fulltext_interval_s, self.index_fulltext, "full-text indexing"),
+            name="orchlog-fulltext",
+        )
         self.started = True
 
     async def refresh_tokens(self) -> None:
@@ -96,20 +103,6 @@ class Runtime:
             if n < IndexFulltext.chunk:
                 return total
 
-    async def _index_forever(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                async with asyncio.timeout(self.settings.fulltext_interval_s):
-                    await self.stopping.wait()
-            except TimeoutError:
-                pass
-            if self.stopping.is_set():
-                return
-            try:
-                await self.index_fulltext()
-            except Exception:
-                log.exception("full-text indexing failed; retrying")
-
     async def maintain(self) -> dict[str, int]:
         """Retention now, then a WAL checkpoint; returns rows deleted per table."""
         deleted = await enforce(self.writer, policies(self.settings))
@@ -118,19 +111,20 @@ class Runtime:
         await self.store.maintain()
         return deleted
 
-    async def _maintain_forever(self) -> None:
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[Any]], what: str) -> None:
+        """Run ``job`` every ``seconds`` until the runtime stops; a failure is logged and retried."""
         while not self.stopping.is_set():
             try:
-                async with asyncio.timeout(self.settings.maintenance_interval_s):
+                async with asyncio.timeout(seconds):
                     await self.stopping.wait()
             except TimeoutError:
                 pass
             if self.stopping.is_set():
                 return
             try:
-                await self.maintain()
+                await job()
             except Exception:
-                log.exception("retention/checkpoint failed; retrying in %ss", self.settings.maintenance_interval_s)
+                log.exception("%s failed; retrying in %ss", what, seconds)
 
     async def stop(self) -> None:
         self.begin_shutdown()
