@@ -15,30 +15,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from .errors import OrchlogError
+from .errors import Forbidden, OrchlogError, RateLimited, Unauthorized
 from .filters import EventFilter
 
 SCOPES = ("read", "ingest", "admin")
 TOKEN_PREFIX = "olg_"
-
-
-class Unauthorized(OrchlogError):
-    status = 401
-    code = "unauthorized"
-
-
-class Forbidden(OrchlogError):
-    status = 403
-    code = "forbidden"
-
-
-class RateLimited(OrchlogError):
-    status = 429
-    code = "rate_limited"
-
-    def __init__(self, message: str, *, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def new_token() -> str:

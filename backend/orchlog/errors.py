@@ -6,10 +6,13 @@ Every error a client can cause maps to one HTTP status and one JSON shape
     OrchlogError
     ├── BadRequest              400  malformed JSON / NDJSON, bad query parameter
     │   └── BadParameter        400  a query parameter (history, stream) that does not parse
+    ├── Unauthorized            401  no, unknown or revoked token
+    ├── Forbidden               403  the token lacks the scope or the agent
     ├── NotFound                404
     ├── PayloadTooLarge         413  body or batch over the configured limits
     ├── UnsupportedMediaType    415
     ├── ValidationFailed        422  an item fails its model, or names an unknown agent
+    ├── RateLimited             429  ingest quota or stream limit (with Retry-After)
     ├── Overloaded              503  writer queue full or database locked (with Retry-After)
     └── SchemaError                  database and code disagree on the schema (not an HTTP error)
 """
@@ -48,6 +51,25 @@ class BadParameter(BadRequest):
     def __init__(self, name: str, message: str) -> None:
         super().__init__(f"query parameter {name!r}: {message}", details=[{"field": name, "message": message}])
         self.name = name
+
+
+class Unauthorized(OrchlogError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(OrchlogError):
+    status = 403
+    code = "forbidden"
+
+
+class RateLimited(OrchlogError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NotFound(OrchlogError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .auth import RateLimited
+from .errors import RateLimited
 
 
 @dataclass

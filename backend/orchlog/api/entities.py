@@ -6,8 +6,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from ..auth import Forbidden
-from ..errors import BadParameter, NotFound
+from ..errors import BadParameter, Forbidden, NotFound
 from ..filters import parse_int
 from ..models import AgentCreate, EntityPatch, OrchestratorAgentCreate, PromptCreate, canonical_uuid
 from ..store.base import ArchiveAgent, CreateAgent, CreateOrchestrator, CreatePrompt, UpdateEntity

@@ -20,8 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..auth import Forbidden, Principal, Unauthorized
-from ..errors import OrchlogError
+from ..auth import Principal
+from ..errors import Forbidden, OrchlogError, Unauthorized
 from ..runtime import Runtime
 
 SUBPROTOCOL = "orchlog.v1"

@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..auth import Forbidden, Principal
-from ..errors import BadParameter, OrchlogError
+from ..auth import Principal
+from ..errors import BadParameter, Forbidden, OrchlogError
 from ..filters import EventFilter, parse_int
 from ..stream.follow import Follower, FollowSpec, Frame
 from ..stream.hub import Event
