@@ -627,7 +627,7 @@ async def test_non_object_items_are_422(mclient: httpx.AsyncClient) -> None:
 async def test_declared_content_length_over_limit_is_413_before_the_body(module_server: Server) -> None:
     """A Content-Length over the body limit (16 MiB default) → 413 at once, without sending the body."""
     head = (
-        b"POST /api/v1/system-logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /api/v1/system-logs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\n\r\n" % (17 * 1024 * 1024)
     )
     answer = await send_until_answered(module_server.port, head, chunk=None, chunked=False, give_up_after=0)
@@ -644,7 +644,7 @@ async def test_chunked_body_over_limit_is_413_while_reading(
     sending, long before the whole body is out (16 MiB limit: before 64 MiB; 1 MiB limit: before 16 MiB)."""
     srv = module_server if which == "default" else limited_server
     head = (
-        b"POST /api/v1/system-logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /api/v1/system-logs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n"
     )
     answer = await send_until_answered(

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from .errors import Forbidden, OrchlogError, RateLimited, Unauthorized
+from .errors import Forbidden, OrchlogError, PayloadTooLarge, RateLimited, Unauthorized
 from .filters import EventFilter
 
 SCOPES = ("read", "ingest", "admin")
@@ -169,18 +169,27 @@ class TokenBucket:
 
 
 class Quotas:
-    """Per-principal ingest rate (events/s, token bucket); 0 disables."""
+    """Per-principal ingest rate (events/s, token bucket); 0 disables.
 
-    def __init__(self, events_per_s: float, burst: float) -> None:
+    Charged per event, whatever the request's size: ``burst`` (default: one second's worth) is
+    the most one request may carry, so a request larger than that is refused outright (413, split
+    it) rather than let through for the price of ``burst``."""
+
+    def __init__(self, events_per_s: float, burst: float = 0.0) -> None:
         self.rate = events_per_s
-        self.burst = max(burst, 1.0)
+        self.burst = max(burst if burst > 0 else events_per_s, 1.0)
         self._buckets: dict[str, TokenBucket] = {}
 
     def charge(self, principal: Principal, events: int) -> None:
-        if self.rate <= 0:
+        if self.rate <= 0 or events <= 0:
             return
+        if events > self.burst:
+            raise PayloadTooLarge(
+                f"{events} events in one request is more than the ingest quota allows at once "
+                f"({self.burst:g} for {principal.name!r} at {self.rate:g} events/s); send smaller batches"
+            )
         bucket = self._buckets.setdefault(principal.name, TokenBucket(self.rate, self.burst))
-        wait = bucket.take(min(events, self.burst))
+        wait = bucket.take(events)
         if wait > 0:
             raise RateLimited(
                 f"ingest quota of {self.rate:g} events/s exceeded for {principal.name!r}; retry after {wait:.1f}s",

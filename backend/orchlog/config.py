@@ -79,7 +79,7 @@ class Settings(Limits):
     allowed_origins: str = ""  # extra browser origins for streams and CORS (comma list; "*" = any)
     insecure_no_auth: bool = False  # allow a non-loopback bind without any token
     ingest_rate: float = Field(default=0.0, ge=0)  # events/s per token (0 = unlimited)
-    ingest_burst: float = Field(default=20_000.0, ge=1)
+    ingest_burst: float = Field(default=0.0, ge=0)  # most events one request may carry (0 = the rate)
     ticket_ttl_s: float = Field(default=30.0, gt=0)
 
     SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"tokens"})

@@ -6,27 +6,29 @@ gauges (queue depth, subscribers, hub lag, sizes) are read from the runtime at s
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from .runtime import Runtime
-
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_ID = re.compile(r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
-def route_label(path: str) -> str:
-    """Low-cardinality route names: ids become {id}; unknown paths collapse to 'other'."""
-    path = _ID.sub("/{id}", path)
-    if path.startswith(("/api/v1/", "/ws", "/health", "/readyz", "/metrics", "/get_", "/list_", "/load_chat")):
-        return path
-    return "/" if path == "/" else "other"
+@dataclass(frozen=True)
+class Stats:
+    """What the runtime reports at scrape time (a snapshot, so this module needs no runtime)."""
+
+    writer_depth: int = 0
+    failed_batches: int = 0
+    streams: Mapping[str, int] = field(default_factory=dict)
+    subscriptions: int = 0
+    overflows: int = 0
+    resets: int = 0
+    head_seq: int = 0
+    hub_cursor: int = 0
+    deleted: Mapping[str, int] = field(default_factory=dict)
 
 
 class Metrics:
@@ -64,42 +66,47 @@ class Metrics:
         self.batch_events.observe(events)
         self.commit_seconds.observe(seconds)
 
-    def attach(self, runtime: Runtime) -> None:
-        self.registry.register(_RuntimeCollector(runtime, self))
-        runtime.writer.on_batch(self.observe_batch)
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """``route`` is the route table's declared path (or its one label for unknown paths)."""
+        self.http_seconds.labels(route).observe(seconds)
+        self.http_requests.labels(route, method if method in _METHODS else "other", str(status)).inc()
+
+    def attach(self, stats: Callable[[], Stats]) -> None:
+        self.registry.register(_RuntimeCollector(stats, self))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
+_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
+
+
 class _RuntimeCollector(Collector):
-    def __init__(self, runtime: Runtime, metrics: Metrics) -> None:
-        self.rt = runtime
+    def __init__(self, stats: Callable[[], Stats], metrics: Metrics) -> None:
+        self.stats = stats
         self.metrics = metrics
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        rt = self.rt
-        yield GaugeMetricFamily("orchlog_writer_queue_depth", "Requests waiting for the writer", rt.writer.depth)
-        yield CounterMetricFamily(
-            "orchlog_writer_failed_batches", "Batches that failed as a whole", rt.writer.stats.failed_batches
-        )
+        st = self.stats()
+        yield GaugeMetricFamily("orchlog_writer_queue_depth", "Requests waiting for the writer", st.writer_depth)
+        yield CounterMetricFamily("orchlog_writer_failed_batches", "Batches that failed as a whole", st.failed_batches)
         subs = GaugeMetricFamily("orchlog_subscribers", "Open live streams", labels=["transport"])
-        for transport, count in sorted(rt.stream_counts.items()):
+        for transport, count in sorted(st.streams.items()):
             subs.add_metric([transport], count)
         yield subs
-        yield GaugeMetricFamily("orchlog_subscriptions_live", "Subscriptions in the hub's fan-out", rt.hub.subscribers)
+        yield GaugeMetricFamily("orchlog_subscriptions_live", "Subscriptions in the hub's fan-out", st.subscriptions)
         yield CounterMetricFamily(
             "orchlog_subscriber_overflows",
             "Subscribers that fell behind and caught up from the database",
-            rt.hub.overflows,
+            st.overflows,
         )
-        yield CounterMetricFamily("orchlog_stream_resets", "reset frames sent", rt.hub.resets)
-        yield GaugeMetricFamily("orchlog_head_seq", "Newest committed seq (this process)", rt.writer.head_seq)
+        yield CounterMetricFamily("orchlog_stream_resets", "reset frames sent", st.resets)
+        yield GaugeMetricFamily("orchlog_head_seq", "Newest committed seq (this process)", st.head_seq)
         yield GaugeMetricFamily(
-            "orchlog_hub_lag", "Committed seqs not yet read by the hub", max(0, rt.writer.head_seq - rt.hub.cursor)
+            "orchlog_hub_lag", "Committed seqs not yet read by the hub", max(0, st.head_seq - st.hub_cursor)
         )
         deleted = CounterMetricFamily("orchlog_retention_deleted", "Rows deleted by retention", labels=["table"])
-        for table, count in sorted(rt.deleted.items()):
+        for table, count in sorted(st.deleted.items()):
             deleted.add_metric([table], count)
         yield deleted
         for name, value in sorted(self.metrics.sizes.items()):

@@ -17,7 +17,8 @@ from typing import Any
 
 from .auth import Keyring, Quotas, Tickets, parse_seeded
 from .config import Settings
-from .metrics import Metrics
+from .metrics import Metrics, Stats
+from .origins import allowed_hosts
 from .retention import enforce, policies
 from .slots import StreamSlots
 from .store import open_store
@@ -61,10 +62,26 @@ class Runtime:
         self.started = False
         self.deleted: dict[str, int] = {}
         self.stream_counts: dict[str, int] = {"websocket": 0, "sse": 0, "compat": 0}
+        self.allowed_hosts = allowed_hosts(self.allowed_origins, settings.host)
         self.metrics = Metrics()
-        self.metrics.attach(self)
+        self.metrics.attach(self.stats)
+        self.writer.on_batch(self.metrics.observe_batch)
         self._maintenance: asyncio.Task[None] | None = None
         self._indexer: asyncio.Task[None] | None = None
+
+    def stats(self) -> Stats:
+        """A snapshot for ``/metrics`` (read at scrape time)."""
+        return Stats(
+            writer_depth=self.writer.depth,
+            failed_batches=self.writer.stats.failed_batches,
+            streams=dict(self.stream_counts),
+            subscriptions=self.hub.subscribers,
+            overflows=self.hub.overflows,
+            resets=self.hub.resets,
+            head_seq=self.writer.head_seq,
+            hub_cursor=self.hub.cursor,
+            deleted=dict(self.deleted),
+        )
 
     async def start(self) -> None:
         await self.store.open()

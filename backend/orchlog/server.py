@@ -23,6 +23,7 @@ from .api.app import create_app
 from .config import Settings
 from .errors import OrchlogError
 from .logs import configure_logging
+from .origins import LOOPBACK_HOSTS
 from .runtime import Runtime
 
 log = logging.getLogger("orchlog")
@@ -71,7 +72,6 @@ class OrchlogServer(uvicorn.Server):
 
 
 STREAM_DRAIN_S = 8.0  # longest wait for streams to flush on shutdown
-LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
 def preflight(settings: Settings) -> int:
@@ -107,13 +107,13 @@ def preflight(settings: Settings) -> int:
             raise OrchlogError(f"cannot open the database {path!r}: {exc}") from exc
     count = len(tokens) + len(parse_seeded(settings.tokens))
     if count == 0:
-        if settings.host not in LOOPBACK and not settings.insecure_no_auth:
+        if settings.host not in LOOPBACK_HOSTS and not settings.insecure_no_auth:
             raise OrchlogError(
                 f"refusing to serve on {settings.host} without any token: anyone on the network could read and "
                 "write every log. Create one with `orchlog token create --scope admin --name me`, "
                 "or pass --insecure-no-auth if this network is trusted."
             )
-        if settings.host in LOOPBACK:
+        if settings.host in LOOPBACK_HOSTS:
             log.warning("no tokens configured: open API on loopback only (dev mode)")
         else:
             log.warning("no tokens configured and --insecure-no-auth given: the API is OPEN on %s", settings.host)

@@ -76,3 +76,17 @@ def validate_one(model: type[M], raw: Any, limits: Limits) -> M:
     except ValidationError as exc:
         details = error_details(exc)
         raise ValidationFailed(_summary(details), details=details) from None
+
+
+def validate_partial(kind: str, items: list[Any], limits: Limits) -> tuple[list[LogIn], list[dict[str, Any]]]:
+    """The valid items, and the problems of the others (OTLP's partial success)."""
+    adapter = _ADAPTERS[kind]
+    context = {"limits": limits}
+    valid: list[LogIn] = []
+    details: list[dict[str, Any]] = []
+    for index, raw in enumerate(items):
+        try:
+            valid.append(adapter.validate_python(raw, context=context))
+        except ValidationError as exc:
+            details.extend(error_details(exc, index)[:1])
+    return valid, details

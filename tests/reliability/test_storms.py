@@ -142,7 +142,7 @@ async def test_raw_garbage_on_http_and_websocket_sockets(server: Server) -> None
         await asyncio.wait_for(ws.recv(), 5)
     sock = socket.create_connection(("127.0.0.1", server.port))
     sock.sendall(
-        b"GET /api/v1/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"GET /api/v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     sock.settimeout(5)

@@ -10,11 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import BadRequest, UnsupportedMediaType, ValidationFailed
+from ..ingest import accept, check_count
 from ..integrations import claude_code, otlp
-from ..models import AgentLogIn, canonical_uuid
-from ..store.base import EnsureAgent, InsertLogs
-from ..validation import validate_logs
+from ..models import canonical_uuid
+from ..store.base import EnsureAgent
 from .body import media_type, read_bytes, read_items
+from .ingest import ingest_reply
 from .responses import JSON, runtime
 from .security import principal_of
 
@@ -41,19 +42,11 @@ async def claude_code_hook(request: Request) -> JSON:
                 **claude_code.to_agent_log(hook, agent_id, max_field_chars=rt.settings.hook_max_field_chars),
             }
         )
-    logs = validate_logs("event", items, rt.limits)
-    principal = principal_of(request)
-    principal.may_post_for(it.agent_id if isinstance(it, AgentLogIn) else None for it in logs)
-    rt.quotas.charge(principal, len(logs))
-    for agent_id, name in agents.items():
-        await rt.writer.submit(
-            EnsureAgent(claude_code.ORCHESTRATOR_ID, agent_id, name, "claude-code", {"source": "claude-code-hooks"})
-        )
-    acks = await rt.writer.submit(InsertLogs(logs))
-    return JSON(
-        {"count": len(acks), "items": [{"id": a.id, "seq": a.seq, "duplicate": a.duplicate} for a in acks]},
-        status_code=201,
-    )
+    ensure = [
+        EnsureAgent(claude_code.ORCHESTRATOR_ID, agent_id, name, "claude-code", {"source": "claude-code-hooks"})
+        for agent_id, name in agents.items()
+    ]
+    return ingest_reply(await accept(rt, principal_of(request), "event", items, before=ensure))
 
 
 async def otlp_logs(request: Request) -> Response:
@@ -73,6 +66,7 @@ async def otlp_logs(request: Request) -> Response:
     else:
         raise UnsupportedMediaType("OTLP/HTTP logs must be application/json or application/x-protobuf")
     events = otlp.to_events(payload)
+    check_count(len(events), rt.limits.max_items)
     rejected, reasons = 0, []
     # records naming an agent orchlog does not know are rejected alone (partial success)
     for agent_id in {str(e["agent_id"]) for e in events if e["kind"] == "agent_log"}:
@@ -85,20 +79,10 @@ async def otlp_logs(request: Request) -> Response:
             events = [e for e in events if not (e["kind"] == "agent_log" and str(e["agent_id"]) == agent_id)]
             rejected += before - len(events)
             reasons.append(f"unknown agent {agent_id} ({otlp.AGENT_ATTRIBUTE})")
-    logs: list[Any] = []
-    if events:
-        try:
-            logs = validate_logs("event", events, rt.limits)
-        except ValidationFailed as exc:
-            bad = {d.get("index") for d in exc.details or [] if isinstance(d, dict)}
-            keep = [e for i, e in enumerate(events) if i not in bad]
-            rejected += len(events) - len(keep)
-            reasons.append(exc.message)
-            logs = validate_logs("event", keep, rt.limits) if keep else []
-    principal = principal_of(request)
-    principal.may_post_for(it.agent_id if isinstance(it, AgentLogIn) else None for it in logs)
-    if logs:
-        rt.quotas.charge(principal, len(logs))
-        await rt.writer.submit(InsertLogs(logs))
+    accepted = await accept(rt, principal_of(request), "event", events, partial=True)
+    if accepted.rejected:
+        rejected += len({d["index"] for d in accepted.rejected})
+        first = accepted.rejected[0]
+        reasons.append(f"record {first['index']}: {first['field']}: {first['message']}")
     content, media = otlp.encode_response(rejected, "; ".join(reasons), protobuf=protobuf)
     return Response(content, media_type=media)

@@ -3,12 +3,15 @@ from the Pydantic models so they cannot drift from what the server validates and
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
 from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, Response
 
 from .. import __version__
+from ..errors import NotFound
 from ..models import (
     Ack,
     Agent,
@@ -25,48 +28,10 @@ from ..models import (
     SystemLogIn,
 )
 from .responses import JSON
+from .schemas import CompatReply, EntityList, Error, Health, HistoryPage, IngestReply, Readiness, Ticket
+from .table import Operation, Route, Table
 
 REF = "#/components/schemas/{model}"
-
-
-class IngestReply(BaseModel):
-    count: int
-    items: list[Ack]
-
-
-class HistoryItem(BaseModel):
-    kind: Literal["agent_log", "system_log"]
-    seq: int
-    data: AgentLog | SystemLog
-
-
-class HistoryPage(BaseModel):
-    items: list[HistoryItem]
-    has_more: bool
-    next_after: int | None
-    next_before: int | None
-    head_seq: int
-    floor_seq: int
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    details: Any = None
-
-
-class Error(BaseModel):
-    error: ErrorBody
-
-
-class EntityList(BaseModel):
-    items: list[dict[str, Any]]
-    count: int
-
-
-class Ticket(BaseModel):
-    ticket: str
-    expires_in: float
 
 
 # ---------------------------------------------------------------- stream frames (AsyncAPI)
@@ -134,20 +99,6 @@ FRAMES: list[type[BaseModel]] = [
     PongFrame,
 ]
 
-FILTER_PARAMS: list[tuple[str, str]] = [
-    ("kind", "agent_log or system_log (comma list or repeated)"),
-    ("agent_id", "agent ids (comma list or repeated); excludes system logs"),
-    ("level", "exact levels (comma list)"),
-    ("min_level", "this level and worse"),
-    ("event_category", "hook, response, adw_step; excludes system logs"),
-    ("event_type", "event types (comma list); excludes system logs"),
-    ("task_slug", "exact; excludes system logs"),
-    ("session_id", "exact; excludes system logs"),
-    ("adw_id", "exact"),
-    ("since", "ISO-8601 time or a duration ago (10m, 2h, 1d)"),
-    ("until", "same forms as since; exclusive"),
-]
-
 
 def _schemas() -> dict[str, Any]:
     models: list[Any] = [
@@ -159,6 +110,9 @@ def _schemas() -> dict[str, Any]:
         Error,
         EntityList,
         Ticket,
+        Health,
+        Readiness,
+        CompatReply,
         OrchestratorAgent,
         OrchestratorAgentCreate,
         Agent,
@@ -174,6 +128,8 @@ def _schemas() -> dict[str, Any]:
         schema = model.model_json_schema(ref_template=REF, mode="serialization")
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema
+    out["ClaudeCodeHook"] = {"type": "object", "description": "a Claude Code hook input (its stdin JSON)"}
+    out["OtlpLogs"] = {"type": "object", "description": "an OTLP ExportLogsServiceRequest (JSON encoding)"}
     event = TypeAdapter(EventIn).json_schema(ref_template=REF)
     out.update(event.pop("$defs", {}))
     out["EventIn"] = event
@@ -194,201 +150,86 @@ def _one_or_many(name: str) -> dict[str, Any]:
     }
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    reasons = {
-        400: "malformed body or parameter",
-        401: "no or bad token",
-        403: "token lacks the scope or the agent",
-        404: "not found",
-        413: "body or batch too large",
-        415: "unsupported content type",
-        422: "validation failed (names item index and field)",
-        429: "rate limited (Retry-After)",
-        503: "overloaded, locked or full (Retry-After)",
-    }
-    return {
-        str(c): {"description": reasons[c], "content": {"application/json": {"schema": _ref("Error")}}} for c in codes
-    }
+ERROR_REASONS = {
+    400: "malformed body or parameter",
+    401: "no or bad token",
+    403: "token lacks the scope or the agent; or a foreign Origin or Host",
+    404: "not found",
+    413: "body or batch too large",
+    415: "unsupported content type",
+    422: "validation failed (names item index and field)",
+    429: "rate limited (Retry-After)",
+    503: "overloaded, locked or full (Retry-After)",
+}
 
 
-def _json(name: str, description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+def _content(model: type[BaseModel] | str | None, media: str, *, many: bool = False) -> dict[str, Any]:
+    if model is None:
+        schema: dict[str, Any] = {"type": "string"} if media != "application/json" else {"type": "object"}
+    else:
+        schema = _ref(model if isinstance(model, str) else model.__name__)
+        if many:
+            schema = {"oneOf": [schema, {"type": "array", "items": schema}]}
+    return {media: {"schema": schema}}
 
 
-def _params(names: list[tuple[str, str]], *, where: str = "query") -> list[dict[str, Any]]:
-    return [
-        {"name": n, "in": where, "required": False, "description": d, "schema": {"type": "string"}} for n, d in names
-    ]
-
-
-def _ingest(name: str, summary: str) -> dict[str, Any]:
-    return {
-        "post": {
-            "summary": summary,
-            "requestBody": _one_or_many(name),
-            "responses": {"201": _json("IngestReply", "committed"), **_errors(400, 401, 403, 413, 415, 422, 429, 503)},
+def _operation(route: Route, op: Operation) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        str(op.reply.status): {
+            "description": op.reply.description,
+            **({} if op.reply.status == 101 else {"content": _content(op.reply.model, op.reply.media)}),
         }
     }
-
-
-def _entity(collection: str, row: str, create: str, *, delete: bool = False) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "get": {"summary": f"one {row}", "responses": {"200": _json(row, row), **_errors(401, 404)}},
-        "patch": {
-            "summary": f"update a {row} (add_* fields are exact increments)",
-            "requestBody": {"content": {"application/json": {"schema": _ref("EntityPatch")}}, "required": True},
-            "responses": {"200": _json(row, "the updated row"), **_errors(400, 401, 403, 404, 422, 503)},
-        },
-        "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}],
-    }
-    if delete:
-        item["delete"] = {
-            "summary": "archive (soft delete)",
-            "responses": {"200": _json(row, "archived"), **_errors(401, 404)},
+    for code in op.errors:
+        responses[str(code)] = {
+            "description": ERROR_REASONS.get(code, "error"),
+            "content": _content(Error, "application/json"),
         }
-    if row == "Prompt":
-        item.pop("patch")
-    return {
-        collection: {
-            "get": {
-                "summary": f"list {row}s (newest first)",
-                "parameters": _params([("limit", "≤ 1000"), ("offset", "rows to skip")]),
-                "responses": {"200": _json("EntityList", "rows"), **_errors(400, 401)},
-            },
-            "post": {
-                "summary": f"create a {row}",
-                "requestBody": {"content": {"application/json": {"schema": _ref(create)}}, "required": True},
-                "responses": {"201": _json(row, "created"), **_errors(400, 401, 403, 422, 503)},
-            },
-        },
-        collection + "/{id}": item,
+    out: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "responses": responses,
+        "x-orchlog-scope": op.scope,
     }
-
-
-def openapi_document() -> dict[str, Any]:
-    stream_params = _params(
-        [
-            ("after", "resume after this seq (0 = from the start)"),
-            ("tail", "the last N matching events, then live"),
-            ("batch", "1: several events per frame"),
-            ("epoch", "the epoch from an earlier hello (reset if it differs)"),
-            ("q", "case-insensitive substring"),
-            *FILTER_PARAMS,
+    if op.scope == "open":
+        out["security"] = [{}]
+    if op.params:
+        out["parameters"] = [
+            {
+                "name": p.name,
+                "in": p.where,
+                "required": p.required or p.where == "path",
+                "description": p.description,
+                "schema": p.schema(),
+            }
+            for p in op.params
         ]
-    )
-    plain = {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}}
-    paths: dict[str, Any] = {
-        "/api/v1/agent-logs": _ingest("AgentLogIn", "post agent logs (object, array or NDJSON; atomic)"),
-        "/api/v1/system-logs": _ingest("SystemLogIn", "post system logs"),
-        "/api/v1/events": {
-            **_ingest("EventIn", "post mixed events (each with kind)"),
-            "get": {
-                "summary": "history: keyset pages by seq, ascending",
-                "parameters": _params(
-                    [
-                        ("after", "seqs above this"),
-                        ("before", "the page just below this seq"),
-                        ("limit", "default 100, max 1000"),
-                        ("q", "full-text query (FTS5: phrases, prefix*, AND/OR/NOT)"),
-                        ("contains", "case-insensitive substring"),
-                        *FILTER_PARAMS,
-                    ]
-                ),
-                "responses": {"200": _json("HistoryPage", "a page"), **_errors(400, 401, 403)},
-            },
-        },
-        "/api/v1/stream": {
-            "get": {
-                "summary": "live stream over WebSocket (upgrade); frames in /asyncapi.json",
-                "parameters": stream_params,
-                "responses": {"101": {"description": "switching protocols"}, **_errors(400, 401, 403)},
+    if op.body is not None:
+        content: dict[str, Any] = {}
+        for media in op.body.media:
+            if media == "application/json":
+                content.update(_content(op.body.model, media, many=op.body.many))
+            else:
+                content[media] = {"schema": {"type": "string", "description": op.body.description or media}}
+        if op.body.many:
+            name = op.body.model if isinstance(op.body.model, str) else getattr(op.body.model, "__name__", "item")
+            content["application/x-ndjson"] = {
+                "schema": {"type": "string", "description": f"one {name} JSON object per line"}
             }
-        },
-        "/api/v1/stream/sse": {
-            "get": {
-                "summary": "live stream as Server-Sent Events (Last-Event-ID resumes)",
-                "parameters": stream_params,
-                "responses": {
-                    "200": {
-                        "description": "event stream",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                    },
-                    **_errors(400, 401, 403),
-                },
-            }
-        },
-        "/api/v1/stream/ticket": {
-            "post": {
-                "summary": "a single-use stream ticket",
-                "responses": {"201": _json("Ticket", "ticket"), **_errors(401, 403)},
-            }
-        },
-        "/api/v1/hooks/claude-code": {
-            "post": {
-                "summary": "a Claude Code hook input (or an array of them)",
-                "parameters": _params([("agent", "agent name (default claude-<session>)")]),
-                "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True},
-                "responses": {"201": _json("IngestReply", "committed"), **_errors(400, 401, 403, 413, 415, 422, 503)},
-            }
-        },
-        "/v1/logs": {
-            "post": {
-                "summary": "OTLP/HTTP logs (JSON or protobuf)",
-                "requestBody": {
-                    "content": {
-                        "application/json": {"schema": {"type": "object"}},
-                        "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
-                    },
-                    "required": True,
-                },
-                "responses": {
-                    "200": {"description": "ExportLogsServiceResponse (partialSuccess when rejected)"},
-                    **_errors(400, 401, 415, 429, 503),
-                },
-            }
-        },
-        **_entity("/api/v1/orchestrator-agents", "OrchestratorAgent", "OrchestratorAgentCreate"),
-        **_entity("/api/v1/agents", "Agent", "AgentCreate", delete=True),
-        **_entity("/api/v1/prompts", "Prompt", "PromptCreate"),
-        "/healthz": {"get": {"summary": "liveness", "responses": plain}},
-        "/readyz": {
-            "get": {
-                "summary": "readiness (writer, hub, database writable)",
-                "responses": {**plain, "503": {"description": "not ready"}},
-            }
-        },
-        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text format"}}}},
-        "/openapi.json": {"get": {"summary": "this document", "responses": plain}},
-        "/asyncapi.json": {"get": {"summary": "the stream frames (AsyncAPI 3.0)", "responses": plain}},
-        "/ws": {
-            "get": {
-                "summary": "orchestrator_3_stream WebSocket (compat)",
-                "responses": {"101": {"description": "switching protocols"}},
-            }
-        },
-        "/health": {"get": {"summary": "compat: health", "responses": plain}},
-        "/get_orchestrator": {"get": {"summary": "compat: the orchestrator", "responses": {**plain, **_errors(404)}}},
-        "/get_headers": {"get": {"summary": "compat: cwd", "responses": plain}},
-        "/list_agents": {"get": {"summary": "compat: agents with log_count", "responses": plain}},
-        "/get_events": {
-            "get": {
-                "summary": "compat: newest events, oldest first, with sourceType",
-                "parameters": _params(
-                    [("agent_id", ""), ("task_slug", ""), ("event_types", "all or CSV"), ("limit", ""), ("offset", "")]
-                ),
-                "responses": {**plain, **_errors(400)},
-            }
-        },
-        "/load_chat": {"post": {"summary": "compat: chat history (orchlog keeps none)", "responses": plain}},
-        "/": {"get": {"summary": "the dashboard", "responses": {"200": {"description": "HTML"}}}},
-        "/{name}": {
-            "get": {
-                "summary": "the dashboard's files (app.js, style.css)",
-                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "file"}, **_errors(404)},
-            }
-        },
-    }
+        out["requestBody"] = {"content": content, "required": True}
+    if op.method == "WEBSOCKET":
+        out["description"] = "A WebSocket: send GET with Upgrade: websocket. Frames are in /asyncapi.json."
+    return out
+
+
+def openapi_document(table: Table) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``table``: every route and method, nothing else."""
+    paths: dict[str, Any] = {}
+    for route in table:
+        item: dict[str, Any] = {}
+        for op in route.operations:
+            item["get" if op.method == "WEBSOCKET" else op.method.lower()] = _operation(route, op)
+        paths[route.path] = item
     return {
         "openapi": "3.1.0",
         "info": {
@@ -400,7 +241,7 @@ def openapi_document() -> dict[str, Any]:
             "schemas": _schemas(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
-        "security": [{"bearer": []}, {}],
+        "security": [{"bearer": []}],
         "paths": paths,
     }
 
@@ -433,8 +274,34 @@ def asyncapi_document() -> dict[str, Any]:
 
 
 async def openapi(request: Request) -> JSON:
-    return JSON(openapi_document())
+    return JSON(request.app.state.openapi)
 
 
 async def asyncapi(request: Request) -> JSON:
     return JSON(asyncapi_document())
+
+
+SWAGGER_DIR = Path(__file__).resolve().parent / "swagger"
+SWAGGER_FILES = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8"}
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>orchlog API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/docs/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true});</script>
+</body></html>
+"""
+
+
+async def docs(request: Request) -> Response:
+    """Swagger UI's standard bundle, served from the package (no CDN)."""
+    return HTMLResponse(DOCS_PAGE)
+
+
+async def docs_file(request: Request) -> Response:
+    name = request.path_params["file"]
+    media = SWAGGER_FILES.get(name)
+    if media is None:
+        raise NotFound(f"no such file: {request.url.path}")
+    return FileResponse(SWAGGER_DIR / name, media_type=media, headers={"Cache-Control": "public, max-age=86400"})

@@ -1,0 +1,79 @@
+"""The one ingest pipeline: every route that stores events (the three ingest routes, the Claude
+Code hook, OTLP) hands its decoded items to ``accept()``, so limits, the agent binding, the quota
+and the metrics are applied once, the same way, whatever the wire format.
+
+Order matters: everything that can refuse the request (count, validation, binding, quota) runs
+before anything is written, so a refused request writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .auth import Principal
+from .errors import PayloadTooLarge
+from .models import Ack, AgentLogIn, LogIn
+from .runtime import Runtime
+from .store.base import InsertLogs, WriteOp
+from .validation import validate_logs, validate_partial
+
+
+@dataclass
+class Accepted:
+    acks: list[Ack]
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # partial mode: the items left out
+
+
+def check_count(count: int, max_items: int) -> None:
+    if count > max_items:
+        raise PayloadTooLarge(f"{count} items in one request; the limit is {max_items}")
+
+
+async def accept(
+    rt: Runtime,
+    principal: Principal,
+    kind: str,
+    items: Sequence[Any],
+    *,
+    single: bool = False,
+    partial: bool = False,
+    before: Sequence[WriteOp] = (),
+) -> Accepted:
+    """Validate, authorize, charge and store ``items``; the acks come back after COMMIT.
+
+    ``kind`` is the route's model (``agent_log``, ``system_log`` or ``event`` with a ``kind`` per
+    item). ``partial`` (OTLP) stores the valid items and reports the others instead of refusing
+    the whole request. ``before`` are write operations the items depend on (agents a hook or an
+    exporter registers on first sight); they run only once everything above has passed.
+    """
+    limits = rt.limits
+    check_count(len(items), limits.max_items)
+    rejected: list[dict[str, Any]] = []
+    if partial:
+        logs, rejected = validate_partial(kind, list(items), limits)
+    else:
+        logs = validate_logs(kind, list(items), limits, single=single)
+    principal.may_post_for(it.agent_id if isinstance(it, AgentLogIn) else None for it in logs)
+    rt.quotas.charge(principal, len(logs))
+    if not logs:
+        return Accepted([], rejected)
+    for op in before:
+        await rt.writer.submit(op)
+    acks: list[Ack] = await rt.writer.submit(InsertLogs(logs))
+    _count(rt, logs, acks)
+    return Accepted(acks, rejected)
+
+
+def _count(rt: Runtime, logs: Sequence[LogIn], acks: Sequence[Ack]) -> None:
+    counter = rt.metrics.ingest_events
+    tally: dict[tuple[str, str], int] = {}
+    for item, ack in zip(logs, acks, strict=True):
+        key = (
+            "agent_log" if isinstance(item, AgentLogIn) else "system_log",
+            "duplicate" if ack.duplicate else "stored",
+        )
+        tally[key] = tally.get(key, 0) + 1
+    for (kind, result), n in tally.items():
+        counter.labels(kind, result).inc(n)
