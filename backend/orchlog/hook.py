@@ -219,7 +219,9 @@ def _deliver(
         if store is not None:
             store.remove([pending[p][0] for p in delivery.sent + [p for p, _ in delivery.dropped] if p != new])
         for position, reason in delivery.dropped:
-            which = name if position == new else f"a spooled {items[position].get('hook_event_name') or 'event'}"
+            spooled = items[position]
+            kind = spooled.get("hook_event_name") if isinstance(spooled, dict) else None
+            which = name if position == new else f"a spooled {kind or 'item'}"
             say(f"{which} dropped: the server refused it for good ({reason})")
         if new in delivery.sent:
             carried = len([p for p in delivery.sent if p != new])
