@@ -63,8 +63,8 @@ def with_server(text: str, url: str) -> str:
 
 
 class Box:
-    def __init__(self, server: TokenServer, db: Path, ingest: str, admin: str) -> None:
-        self.server, self.db, self.ingest, self.admin = server, db, ingest, admin
+    def __init__(self, server: TokenServer, db: Path, ingest: str, admin: str, reader: str) -> None:
+        self.server, self.db, self.ingest, self.admin, self.reader = server, db, ingest, admin, reader
 
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.server.url, headers=bearer(self.admin), timeout=30)
@@ -76,10 +76,11 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     db = directory / "orchlog.db"
     ingest = create_token(db, "agents", "ingest")
     admin = create_token(db, "boss", "admin")
+    reader = create_token(db, "viewer", "read")
     server = TokenServer(db)
     server.start()
     try:
-        yield Box(server, db, ingest, admin)
+        yield Box(server, db, ingest, admin, reader)
     finally:
         server.stop()
 
@@ -185,11 +186,19 @@ async def test_installed_hook_runs_with_claude_codes_path_and_token(box: Box, tm
         assert "401" in done.stderr and "spooled" in done.stderr and "sent" not in done.stderr, done.stderr
         spool = tmp_path / "cache" / "orchlog" / "hook-spool.db"
         assert spool_count(spool) == 1
+        # a token without the ingest scope: refused (403), kept too
+        done = run_command(commands[0] + " -v", pre_tool_use(session, 100), hook_env(tmp_path, box.reader), project)
+        assert "403" in done.stderr and "spooled" in done.stderr, done.stderr
+        assert spool_count(spool) == 2
         # the token fixed: the spooled event goes out first, then the new one
         done = run_command(commands[0] + " -v", pre_tool_use(session, 101), env, project)
-        assert "sent (with 1 spooled)" in done.stderr, done.stderr
-        rows = await wait_until(lambda: rows_when(client, agent_id, len(commands) + 2), 10, "the spooled event")
-        assert [r["payload"]["tool_use_id"] for r in rows[-2:]] == ["toolu_hook_100", "toolu_hook_101"]
+        assert "sent (with 2 spooled)" in done.stderr, done.stderr
+        rows = await wait_until(lambda: rows_when(client, agent_id, len(commands) + 3), 10, "the spooled events")
+        assert [r["payload"]["tool_use_id"] for r in rows[len(commands) :]] == [
+            "toolu_hook_100",
+            "toolu_hook_100",  # the same hook input twice, sent by two runs: two events
+            "toolu_hook_101",
+        ]
         assert spool_count(spool) == 0
 
 
@@ -215,6 +224,25 @@ async def test_hook_drops_what_the_server_can_never_accept(box: Box, tmp_path: P
     async with box.client() as client:
         rows = await wait_until(lambda: rows_when(client, agent_uuid("claude-code", "claude-2bc3d4e5"), 1), 10, "x")
         assert rows[0]["payload"]["tool_use_id"] == "toolu_hook_007"
+
+
+async def test_hook_drops_an_event_over_the_servers_body_limit(server_factory: Any, tmp_path: Path) -> None:
+    """413 can never succeed for the same bytes: dropped (said with -v), not kept for ever."""
+    server = server_factory(env={"ORCHLOG_MAX_BODY_BYTES": "4096"})
+    spool = tmp_path / "spool.db"
+    cmd = [sys.executable, "-m", "orchlog.hook", "--url", server.url, "--spool", str(spool), "-v"]
+    env = hook_env(tmp_path, "")
+    huge = {**pre_tool_use("3cd4e5f6-0000-4000-8000-0000000000cc", 1), "tool_response": {"stdout": "ok\n" * 5000}}
+    done = run_command(shlex.join(cmd), huge, env, tmp_path)
+    assert (done.returncode, done.stdout) == (0, "")
+    assert "dropped" in done.stderr and "413" in done.stderr, done.stderr
+    assert spool_count(spool) == 0
+    small = pre_tool_use("3cd4e5f6-0000-4000-8000-0000000000cc", 2)
+    done = run_command(shlex.join(cmd), small, env, tmp_path)
+    assert "PreToolUse sent" in done.stderr, done.stderr
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        rows = await agent_rows(client, agent_uuid("claude-code", "claude-3cd4e5f6"))
+        assert [r["payload"]["tool_use_id"] for r in rows] == ["toolu_hook_002"]
 
 
 def test_install_with_token_writes_it_and_warns(tmp_path: Path) -> None:
