@@ -23,6 +23,7 @@ import json
 import os
 import sqlite3
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -119,14 +120,20 @@ class Delivery:
     """One hook run's attempt: send spooled + new events, sort each into sent / kept / dropped."""
 
     def __init__(self, url: str, token: str | None, timeout: float) -> None:
-        self.url, self.token, self.timeout = url, token, timeout
+        self.url, self.token = url, token
+        self.deadline = time.monotonic() + timeout  # the whole run, however many posts it takes
         self.sent: list[int] = []  # positions in the batch the server accepted
         self.dropped: list[tuple[int, str]] = []  # (position, reason) refused for good
         self.kept: list[int] = []  # positions to keep (retry could succeed)
         self.retry_reason = ""
 
     def send(self, items: list[dict[str, Any]], positions: list[int]) -> None:
-        reply = post(self.url, self.token, items, self.timeout)
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.kept += positions
+            self.retry_reason = self.retry_reason or "out of time; the rest goes out with the next run"
+            return
+        reply = post(self.url, self.token, items, left)
         if 200 <= reply.status < 300:
             self.sent += positions
         elif reply.status == 422 and len(items) > 1 and (bad := _bad_indexes(reply.body, len(items))):
@@ -134,7 +141,8 @@ class Delivery:
             rest = [i for i in range(len(items)) if i not in bad]
             if rest:
                 self.send([items[i] for i in rest], [positions[i] for i in rest])
-        elif reply.status == 413 and len(items) > 1:  # too big together: halve until each fits or is alone
+        elif reply.status in PERMANENT and len(items) > 1:
+            # too big together, or a refusal that names no item: halve until the culprit is alone
             half = len(items) // 2
             self.send(items[:half], positions[:half])
             self.send(items[half:], positions[half:])
