@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import shlex
 import subprocess
 import sys
@@ -24,109 +25,20 @@ from orchlog.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from orchlog.hook_install import hook_command, is_orchlog_command, merge_settings
 from orchlog.integrations import claude_code, otlp
 from orchlog.integrations.agents import agent_patches, stable_id
-
-SESSION = "4f0c2a9e-8d1b-4c3e-9a7f-0b1c2d3e4f50"
-CONVERSATION = "019a7c3e-5d2f-7b10-9e44-2c8d1f0a6b3e"
-T0 = 1_767_000_000_000_000_000  # ns
-
-
-def value(v: Any) -> dict[str, Any]:
-    if isinstance(v, bool):
-        return {"boolValue": v}
-    if isinstance(v, int):
-        return {"intValue": str(v)}
-    if isinstance(v, float):
-        return {"doubleValue": v}
-    return {"stringValue": str(v)}
-
-
-def record(body: str | None, attrs: dict[str, Any], n: int = 0) -> dict[str, Any]:
-    rec: dict[str, Any] = {
-        "timeUnixNano": str(T0 + n * 1_000_000),
-        "attributes": [{"key": k, "value": value(v)} for k, v in attrs.items()],
-    }
-    if body is not None:
-        rec["body"] = {"stringValue": body}
-    return rec
-
-
-def export(records: list[dict[str, Any]], resource: dict[str, Any], scope: str = "x") -> dict[str, Any]:
-    return {
-        "resourceLogs": [
-            {
-                "resource": {"attributes": [{"key": k, "value": value(v)} for k, v in resource.items()]},
-                "scopeLogs": [{"scope": {"name": scope}, "logRecords": records}],
-            }
-        ]
-    }
-
-
-CLAUDE_RESOURCE = {"service.name": "claude-code", "service.version": "2.0.14", "os.type": "linux"}
-
-
-def claude(event: str, n: int, **attrs: Any) -> dict[str, Any]:
-    """One Claude Code event as its exporter sends it: body = full name, standard attributes."""
-    standard = {
-        "event.name": event,
-        "event.timestamp": "2026-01-01T00:00:00.000Z",
-        "event.sequence": n,
-        "session.id": SESSION,
-        "user.id": "f00dfeed",
-        "terminal.type": "xterm-256color",
-        "prompt.id": "7c1d0e2f-0000-4000-8000-000000000001",
-    }
-    return record(f"claude_code.{event}", {**standard, **attrs}, n)
-
-
-def claude_session() -> dict[str, Any]:
-    return export(
-        [
-            claude("user_prompt", 0, prompt_length=32, prompt="Fix the failing checkout test."),
-            claude(
-                "tool_result",
-                1,
-                tool_name="Bash",
-                tool_use_id="toolu_01",
-                success="true",
-                duration_ms=412,
-                decision_type="accept",
-                decision_source="config",
-                tool_parameters=json.dumps({"bash_command": "npm test", "description": "Run tests"}),
-            ),
-            claude(
-                "api_request",
-                2,
-                model="claude-sonnet-4-5",
-                cost_usd=0.0123,
-                duration_ms=2100,
-                input_tokens=1200,
-                output_tokens=310,
-                cache_read_tokens=9000,
-                cache_creation_tokens=0,
-            ),
-            claude(
-                "tool_result",
-                3,
-                tool_name="Edit",
-                tool_use_id="toolu_02",
-                success="false",
-                duration_ms=3,
-                error_type="Error:ENOENT",
-            ),
-            claude(
-                "api_request",
-                4,
-                model="claude-sonnet-4-5",
-                cost_usd=0.0456,
-                duration_ms=3900,
-                input_tokens=800,
-                output_tokens=95,
-            ),
-        ],
-        CLAUDE_RESOURCE,
-        scope="com.anthropic.claude_code.events",
-    )
-
+from orchlog.models import DEFAULT_LIMITS, EntityPatch
+from orchlog.validation import validate_logs
+from otel_payloads import (
+    CLAUDE_RESOURCE,
+    CODEX_RESOURCE,
+    CONVERSATION,
+    SESSION,
+    claude,
+    claude_session,
+    codex,
+    codex_session,
+    export,
+    record,
+)
 
 # ---------------------------------------------------------------- Claude Code
 
@@ -243,60 +155,6 @@ def test_one_orchestrator_per_service_and_host() -> None:
 
 
 # ---------------------------------------------------------------- Codex
-
-
-CODEX_RESOURCE = {"service.name": "codex_cli_rs", "service.version": "0.47.0", "host.name": "dev-3"}
-
-
-def codex(event: str, n: int, **attrs: Any) -> dict[str, Any]:
-    common = {
-        "event.name": f"codex.{event}",
-        "event.timestamp": "2026-01-01T00:00:00.000Z",
-        "conversation.id": CONVERSATION,
-        "app.version": "0.47.0",
-        "auth_mode": "ApiKey",
-        "model": "gpt-5-codex",
-        "terminal.type": "xterm",
-    }
-    return record(None, {**common, **attrs}, n)
-
-
-def codex_session() -> dict[str, Any]:
-    return export(
-        [
-            codex(
-                "conversation_starts",
-                0,
-                provider_name="OpenAI",
-                approval_policy="on-request",
-                sandbox_policy="workspace-write",
-            ),
-            codex("user_prompt", 1, prompt_length=20, prompt="[REDACTED]"),
-            codex("api_request", 2, attempt=1, duration_ms=830, **{"http.response.status_code": 200}),
-            codex("tool_decision", 3, tool_name="shell", call_id="call_1", decision="denied", source="user"),
-            codex("tool_decision", 4, tool_name="shell", call_id="call_2", decision="approved", source="config"),
-            codex(
-                "tool_result",
-                5,
-                tool_name="shell",
-                call_id="call_2",
-                arguments='{"command":["pytest","-q"]}',
-                duration_ms=5400,
-                success="true",
-                output="x" * 20_000,
-            ),
-            codex("sse_event", 6, **{"event.kind": "response.output_text.delta"}, duration_ms=2),
-            codex(
-                "sse_event",
-                7,
-                **{"event.kind": "response.completed"},
-                input_token_count=5120,
-                output_token_count=640,
-                cached_token_count=4096,
-            ),
-        ],
-        CODEX_RESOURCE,
-    )
 
 
 def test_codex_conversation_is_one_agent_with_tokens() -> None:
@@ -452,3 +310,40 @@ def test_hook_imports_only_the_standard_library(tmp_path: Path) -> None:
     assert heavy == [], heavy
     server_side = sorted(m for m in modules if m.startswith("orchlog.") and m != "orchlog.hook")
     assert server_side == [], server_side
+
+
+# ---------------------------------------------------------------- odd values: rejected alone, never a crash
+
+ODD_VALUES: list[Any] = [None, "", "x", "-1", "0.5", "1e400", "NaN", 0, -7, 3, 2.5, -0.1, True, "true", "false"]
+ODD_VALUES += ["<REDACTED>", "é" * 300, "{not json", '{"bash_command": 7}', "[1, 2]"]
+
+
+def test_odd_attribute_values_map_to_valid_items_or_reject_the_record_alone() -> None:
+    """Random values in every attribute the mappers read: each record is either rejected alone
+    (a reason given) or mapped to an item the ingest validation accepts."""
+    rng = random.Random(17)
+    keys = [
+        "cost_usd", "cost_usd_micros", "input_tokens", "output_tokens", "cache_read_tokens", "duration_ms",
+        "success", "prompt", "prompt_length", "tool_name", "tool_parameters", "tool_input", "decision",
+        "source", "status_code", "attempt", "model", "error", "error_type", "event.kind", "input_token_count",
+        "output_token_count", "arguments", "output", "http.response.status_code", "error.message", "call_id",
+    ]  # fmt: skip
+    claude_events = ["user_prompt", "tool_result", "tool_decision", "api_request", "api_error", "other"]
+    codex_events = ["conversation_starts", "user_prompt", "tool_decision", "tool_result", "api_request", "sse_event"]
+    for case in range(300):
+        attrs = {k: rng.choice(ODD_VALUES) for k in rng.sample(keys, rng.randint(0, len(keys)))}
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        if case % 2:
+            rec = claude(rng.choice(claude_events), case, **attrs)
+            request = export([rec], CLAUDE_RESOURCE)
+        else:
+            rec = codex(rng.choice(codex_events), case, **attrs)
+            request = export([rec], CODEX_RESOURCE)
+        mapped = otlp.map_export(request)
+        assert len(mapped.items) + mapped.rejected == 1, (case, attrs)
+        if mapped.rejected:
+            assert mapped.reasons and "logRecords[0]" in mapped.reasons[0], mapped.reasons
+            continue
+        validate_logs("event", mapped.items, DEFAULT_LIMITS)  # raises if the item is not ingestible
+        for patch in agent_patches(mapped.mapped, [True]).values():
+            EntityPatch(**patch)  # the increments are valid patches (non-negative, exact)

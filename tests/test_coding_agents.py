@@ -40,7 +40,7 @@ from opentelemetry.sdk.resources import Resource
 from websockets.asyncio.client import connect
 
 from conftest import TokenServer, bearer, create_token, wait_until
-from test_agent_mappers import CODEX_RESOURCE, claude, codex_session, export
+from otel_payloads import CODEX_RESOURCE, claude, codex_session, export
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 NAMESPACE = uuid.UUID("6b1e5f0e-3c1d-4c59-9d0e-0f6a1c2b7d10")  # claude_code.NAMESPACE, restated on purpose
