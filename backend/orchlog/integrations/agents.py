@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from .claude_code import NAMESPACE
+from .claude_code import NAMESPACE, truncate
 
 
 class RecordError(ValueError):
@@ -156,6 +156,61 @@ def json_attr(value: Any) -> Any:
         except orjson.JSONDecodeError:
             return value
     return value
+
+
+@dataclass(frozen=True)
+class Source:
+    """What differs between the exporters a mapper reads."""
+
+    name: str  # payload "source", agent metadata "source"
+    prefix: str  # of event names: "claude_code."
+    service: str  # service.name when the resource has none; the model before one is known
+    correlation: str  # the attribute that joins events of one tool call: tool_use_id, call_id
+
+
+Described = tuple[str, str, str, str, Usage]  # event_category, event_type, level, content, usage
+MAX_FIELD_CHARS = 8192  # like hook payloads: longer strings are cut (and the cut is recorded)
+
+
+def build(rec: Record, source: Source, event: str, session: str, agent: tuple[str, str], got: Described) -> Mapped:
+    """The agent, agent log item and usage for a recognised record; ``agent`` is (id, name)."""
+    category, event_type, level, content, usage = got
+    attrs = dict(rec.attrs)
+    if "prompt" in attrs and sent_text(attrs["prompt"]) is None:
+        del attrs["prompt"]  # a redaction placeholder is not the prompt
+    service = str(rec.resource.get("service.name") or source.service)
+    host = str(rec.resource.get("host.name") or "")
+    spec = AgentSpec(
+        orchestrator_id=orchestrator_id(service, host),
+        agent_id=agent[0],
+        name=agent[1],
+        model=usage.model or source.service,
+        metadata={"source": source.name, "service.name": service, **({"host.name": host} if host else {})},
+    )
+    cut: list[str] = []
+    payload: dict[str, Any] = {
+        "source": source.name,
+        "event": source.prefix + event,
+        "attributes": truncate(attrs, MAX_FIELD_CHARS, "attributes", cut),  # tool output can be long
+        "resource": rec.resource,
+    }
+    if cut:
+        payload["_truncated"] = cut
+    if attrs.get(source.correlation):
+        payload[source.correlation] = attrs[source.correlation]  # joins the events of one tool call
+    item: dict[str, Any] = {
+        "kind": "agent_log",
+        "id": record_id(rec),
+        "agent_id": spec.agent_id,
+        "session_id": session[:200],
+        "event_category": category,
+        "event_type": event_type,
+        "level": level,
+        "content": content,
+        "payload": payload,
+    }
+    usage = Usage(usage.input_tokens, usage.output_tokens, usage.cost, usage.model, session[:200])
+    return Mapped(spec, item, usage)
 
 
 def agent_patches(mapped: Sequence[Mapped | None], stored: Sequence[bool]) -> dict[str, dict[str, Any]]:

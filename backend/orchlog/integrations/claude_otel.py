@@ -32,25 +32,24 @@ from typing import Any
 
 from . import claude_code
 from .agents import (
-    AgentSpec,
+    Described,
     Mapped,
     Record,
     RecordError,
+    Source,
     Usage,
+    build,
     count,
     flag,
     json_attr,
     millis,
     money,
-    orchestrator_id,
-    record_id,
     sent_text,
 )
 
 PREFIX = "claude_code."
 SERVICE = "claude-code"
-SOURCE = "claude-code-otel"
-MAX_FIELD_CHARS = 8192  # like hook payloads: longer strings are cut (and the cut is recorded)
+SOURCE = Source("claude-code-otel", PREFIX, SERVICE, "tool_use_id")
 _PARAM_KEYS = {"bash_command": "command", "full_command": "command", "skill_name": "skill", "subagent_type": "agent"}
 
 
@@ -81,7 +80,7 @@ def _tool_detail(attrs: dict[str, Any]) -> str:
     return tool
 
 
-def describe(event: str, attrs: dict[str, Any], where: str) -> tuple[str, str, str, str, Usage]:
+def describe(event: str, attrs: dict[str, Any], where: str) -> Described:
     """(event_category, event_type, level, content, usage) for one event."""
     model = str(attrs["model"]) if attrs.get("model") else None
     if event == "user_prompt":
@@ -124,44 +123,9 @@ def describe(event: str, attrs: dict[str, Any], where: str) -> tuple[str, str, s
 
 def map_record(rec: Record, event: str, session: str) -> Mapped:
     """One recognised Claude Code record → its agent, agent log item and usage."""
-    attrs = dict(rec.attrs)
-    category, event_type, level, content, usage = describe(event, attrs, rec.where)
-    if event == "user_prompt" and sent_text(attrs.get("prompt")) is None:
-        attrs.pop("prompt", None)  # the placeholder is not the prompt
-    service = str(rec.resource.get("service.name") or SERVICE)
-    host = str(rec.resource.get("host.name") or "")
     name = claude_code.agent_name({"session_id": session})
-    agent = AgentSpec(
-        orchestrator_id=orchestrator_id(service, host),
-        agent_id=claude_code.agent_id_for(name),
-        name=name,
-        model=usage.model or SERVICE,
-        metadata={"source": SOURCE, "service.name": service, **({"host.name": host} if host else {})},
-    )
-    cut: list[str] = []
-    payload: dict[str, Any] = {
-        "source": SOURCE,
-        "event": PREFIX + event,
-        "attributes": claude_code.truncate(attrs, MAX_FIELD_CHARS, "attributes", cut),
-        "resource": rec.resource,
-    }
-    if cut:
-        payload["_truncated"] = cut
-    if attrs.get("tool_use_id"):
-        payload["tool_use_id"] = attrs["tool_use_id"]  # joins the hook events of the same call
-    item: dict[str, Any] = {
-        "kind": "agent_log",
-        "id": record_id(rec),
-        "agent_id": agent.agent_id,
-        "session_id": session[:200],
-        "event_category": category,
-        "event_type": event_type,
-        "level": level,
-        "content": content,
-        "payload": payload,
-    }
-    usage = Usage(usage.input_tokens, usage.output_tokens, usage.cost, usage.model, session[:200])
-    return Mapped(agent, item, usage)
+    described = describe(event, rec.attrs, rec.where)
+    return build(rec, SOURCE, event, session, (claude_code.agent_id_for(name), name), described)
 
 
 __all__ = ["RecordError", "map_record", "recognise", "session_of"]

@@ -27,23 +27,22 @@ from __future__ import annotations
 from typing import Any
 
 from .agents import (
-    AgentSpec,
+    Described,
     Mapped,
     Record,
+    Source,
     Usage,
+    build,
     count,
     flag,
     millis,
-    orchestrator_id,
-    record_id,
     sent_text,
     stable_id,
 )
-from .claude_code import _first_line, truncate
+from .claude_code import _first_line
 
 PREFIX = "codex."
-SOURCE = "codex-otel"
-MAX_FIELD_CHARS = 8192
+SOURCE = Source("codex-otel", PREFIX, "codex", "call_id")
 
 
 def recognise(rec: Record) -> str | None:
@@ -63,7 +62,7 @@ def agent_name(conversation: str) -> str:
     return f"codex-{conversation[:8]}"
 
 
-def describe(event: str, attrs: dict[str, Any], where: str) -> tuple[str, str, str, str, Usage]:
+def describe(event: str, attrs: dict[str, Any], where: str) -> Described:
     model = str(attrs["model"]) if attrs.get("model") else None
     tool = str(attrs.get("tool_name") or "tool")
     if event == "conversation_starts":
@@ -113,41 +112,7 @@ def describe(event: str, attrs: dict[str, Any], where: str) -> tuple[str, str, s
 
 
 def map_record(rec: Record, event: str, session: str) -> Mapped:
-    attrs = dict(rec.attrs)
-    category, event_type, level, content, usage = describe(event, attrs, rec.where)
-    if event == "user_prompt" and sent_text(attrs.get("prompt")) is None:
-        attrs.pop("prompt", None)
-    service = str(rec.resource.get("service.name") or "codex")
-    host = str(rec.resource.get("host.name") or "")
+    """One recognised Codex record → its agent, agent log item and usage."""
     name = agent_name(session)
-    agent = AgentSpec(
-        orchestrator_id=orchestrator_id(service, host),
-        agent_id=stable_id("codex", "agent", name),
-        name=name,
-        model=usage.model or "codex",
-        metadata={"source": SOURCE, "service.name": service, **({"host.name": host} if host else {})},
-    )
-    cut: list[str] = []
-    payload: dict[str, Any] = {
-        "source": SOURCE,
-        "event": PREFIX + event,
-        "attributes": truncate(attrs, MAX_FIELD_CHARS, "attributes", cut),  # tool output can be long
-        "resource": rec.resource,
-    }
-    if cut:
-        payload["_truncated"] = cut
-    if attrs.get("call_id"):
-        payload["call_id"] = attrs["call_id"]
-    item: dict[str, Any] = {
-        "kind": "agent_log",
-        "id": record_id(rec),
-        "agent_id": agent.agent_id,
-        "session_id": session[:200],
-        "event_category": category,
-        "event_type": event_type,
-        "level": level,
-        "content": content,
-        "payload": payload,
-    }
-    usage = Usage(usage.input_tokens, usage.output_tokens, usage.cost, usage.model, session[:200])
-    return Mapped(agent, item, usage)
+    described = describe(event, rec.attrs, rec.where)
+    return build(rec, SOURCE, event, session, (stable_id("codex", "agent", name), name), described)
