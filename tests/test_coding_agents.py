@@ -11,11 +11,13 @@ tokens on, each README "Connect your agents" block taken from the README itself:
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
 import re
 import shlex
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -243,6 +245,44 @@ async def test_hook_drops_an_event_over_the_servers_body_limit(server_factory: A
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         rows = await agent_rows(client, agent_uuid("claude-code", "claude-3cd4e5f6"))
         assert [r["payload"]["tool_use_id"] for r in rows] == ["toolu_hook_002"]
+
+
+async def test_hook_killed_while_posting_loses_nothing(server_factory: Any, tmp_path: Path) -> None:
+    """The event is in the spool before the post: a hook killed while the server hangs (Claude
+    Code's hook timeout) leaves it there, and the next run delivers it."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections are accepted by the kernel; nobody ever answers
+    spool = tmp_path / "spool.db"
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    session = "4de5f607-0000-4000-8000-0000000000dd"
+    proc = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "orchlog.hook", "--url", url, "--spool", str(spool), "--wait", "30"],
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=hook_env(tmp_path, ""),
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(pre_tool_use(session, 1)).encode())
+        proc.stdin.close()
+        await wait_until(lambda: spool.exists() and spool_count(spool) == 1, 10, "the event in the spool")
+        assert proc.returncode is None  # still waiting for the silent server
+        proc.kill()
+        await proc.wait()
+    finally:
+        silent.close()
+        if proc.returncode is None:
+            proc.kill()
+    assert spool_count(spool) == 1
+    server = server_factory()
+    cmd = shlex.join([sys.executable, "-m", "orchlog.hook", "--url", server.url, "--spool", str(spool), "-v"])
+    done = run_command(cmd, pre_tool_use(session, 2), hook_env(tmp_path, ""), tmp_path)
+    assert "sent (with 1 spooled)" in done.stderr, done.stderr
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        rows = await agent_rows(client, agent_uuid("claude-code", "claude-4de5f607"))
+        assert [r["payload"]["tool_use_id"] for r in rows] == ["toolu_hook_001", "toolu_hook_002"]
 
 
 def test_install_with_token_writes_it_and_warns(tmp_path: Path) -> None:

@@ -99,13 +99,14 @@ class Spool:
         rows = self.conn.execute("SELECT n, item FROM spool ORDER BY n LIMIT ?", (limit,)).fetchall()
         return [(n, json.loads(item)) for n, item in rows]
 
-    def push(self, item: dict[str, Any]) -> int:
-        """Append; returns how many of the oldest events were dropped to stay under MAX_SPOOL."""
-        self.conn.execute("INSERT INTO spool (item) VALUES (?)", (json.dumps(item, ensure_ascii=False),))
+    def push(self, item: dict[str, Any]) -> tuple[int, int]:
+        """Append; returns the new row's number and how many of the oldest events were dropped to
+        stay under MAX_SPOOL."""
+        cursor = self.conn.execute("INSERT INTO spool (item) VALUES (?)", (json.dumps(item, ensure_ascii=False),))
         excess = int(self.conn.execute("SELECT count(*) FROM spool").fetchone()[0]) - MAX_SPOOL
         if excess > 0:
             self.conn.execute("DELETE FROM spool WHERE n IN (SELECT n FROM spool ORDER BY n LIMIT ?)", (excess,))
-        return max(excess, 0)
+        return int(cursor.lastrowid or 0), max(excess, 0)
 
     def remove(self, numbers: Sequence[int]) -> None:
         if numbers:
@@ -213,35 +214,37 @@ def _deliver(
     hook["orchlog"] = envelope
     name = hook.get("hook_event_name") or "event"
     store: Spool | None = None
-    try:
+    try:  # spooled before the post: a run killed mid-way (Claude Code's hook timeout) loses nothing
         store = Spool(spool or os.environ.get("ORCHLOG_SPOOL") or default_spool(), timeout=wait_s)
-        pending = store.peek(MAX_BATCH_ITEMS)
+        number, lost = store.push(hook)
+        pending = store.peek(MAX_BATCH_ITEMS)  # oldest first; this event too unless the backlog is long
+        if lost:
+            say(f"spool full: dropped the {lost} oldest events")
     except (OSError, sqlite3.Error) as exc:
         say(f"spool unavailable ({exc}); sending without it")
-        store, pending = None, []
+        store, number, pending = None, 0, [(0, hook)]
     try:
-        items = [item for _, item in pending] + [hook]
+        items = [item for _, item in pending]
         delivery = Delivery(url, token, wait_s)
         delivery.send(items, list(range(len(items))))
-        new = len(items) - 1  # the position of this run's event
         if store is not None:
-            store.remove([pending[p][0] for p in delivery.sent + [p for p, _ in delivery.dropped] if p != new])
+            store.remove([pending[p][0] for p in [*delivery.sent, *(p for p, _ in delivery.dropped)]])
+        new = next((p for p, (n, _) in enumerate(pending) if n == number), None)  # this run's event
         for position, reason in delivery.dropped:
             spooled = items[position]
             kind = spooled.get("hook_event_name") if isinstance(spooled, dict) else None
             which = name if position == new else f"a spooled {kind or 'item'}"
             say(f"{which} dropped: the server refused it for good ({reason})")
-        if new in delivery.sent:
-            carried = len([p for p in delivery.sent if p != new])
+        if new is None:
+            say(f"{name} spooled behind {len(pending)} older events; it goes out with a later hook run")
+        elif new in delivery.sent:
+            carried = len(delivery.sent) - 1
             say(f"{name} sent" + (f" (with {carried} spooled)" if carried else ""))
         elif new in delivery.kept:
             if store is None:
                 say(f"{name} lost: not accepted ({delivery.retry_reason}) and no spool to keep it")
-                return
-            lost = store.push(hook)
-            say(f"{name} spooled ({delivery.retry_reason}); it goes out with the next hook run")
-            if lost:
-                say(f"spool full: dropped the {lost} oldest events")
+            else:
+                say(f"{name} spooled ({delivery.retry_reason}); it goes out with the next hook run")
     finally:
         if store is not None:
             store.close()
