@@ -41,8 +41,8 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from websockets.asyncio.client import connect
 
-from conftest import TokenServer, bearer, create_token, wait_until
-from otel_payloads import CODEX_RESOURCE, claude, codex_session, export
+from conftest import Server, TokenServer, bearer, create_token, wait_until
+from otel_payloads import CODEX_RESOURCE, SESSION, claude, claude_session, codex_session, export
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 NAMESPACE = uuid.UUID("6b1e5f0e-3c1d-4c59-9d0e-0f6a1c2b7d10")  # claude_code.NAMESPACE, restated on purpose
@@ -513,3 +513,57 @@ async def test_codex_readme_config_delivers_a_session(box: Box) -> None:
         assert agent["orchestrator_agent_id"] in {o["id"] for o in orchestrators}
         # one orchestrator per service and host
         assert CODEX_RESOURCE["host.name"] in json.dumps([o["metadata"] for o in orchestrators])
+
+
+# ---------------------------------------------------------------- both stores
+
+PG_URL = os.environ.get("ORCHLOG_TEST_PG_URL", "")
+needs_pg = pytest.mark.skipif(not PG_URL, reason="PostgreSQL half skipped: set ORCHLOG_TEST_PG_URL (.ci/run does)")
+
+
+def pg_admin(sql: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=needs_pg)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield str(tmp_path / "store.db")
+        return
+    name = f"orchlog_t_{uuid.uuid4().hex[:10]}"
+    pg_admin(f"CREATE DATABASE {name}")
+    try:
+        yield f"{PG_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def test_session_usage_is_exact_on_both_stores(store_url: str, tmp_path: Path) -> None:
+    """The write ops the OTLP route uses (ensure agent, insert, add_* increments) on SQLite and
+    PostgreSQL: the Claude Code session costs exactly 0.0579, and a resent export adds nothing."""
+    server = Server(tmp_path / "unused.db")
+    server.db = store_url  # type: ignore[assignment]  # a path or a postgresql:// URL: passed as --db
+    server.start()
+    try:
+        body = gzip.compress(json.dumps(claude_session()).encode())
+        headers = {"content-type": "application/json", "content-encoding": "gzip"}
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            for _ in range(2):
+                r = await client.post("/v1/logs", content=body, headers=headers)
+                assert (r.status_code, r.json()) == (200, {}), r.text
+            agent_id = agent_uuid("claude-code", f"claude-{SESSION[:8]}")
+            agent = (await client.get(f"/api/v1/agents/{agent_id}")).json()
+            assert str(agent["total_cost"]) == "0.0579"
+            assert (agent["input_tokens"], agent["output_tokens"]) == (2000, 405)
+            assert len(await agent_rows(client, agent_id)) == 5
+    finally:
+        server.stop()
