@@ -12,6 +12,7 @@ import copy
 import json
 import logging
 import os
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -569,7 +570,7 @@ def orchlog_entries(settings: dict[str, Any], event: str) -> list[dict[str, Any]
         h
         for entry in settings["hooks"].get(event, [])
         for h in entry.get("hooks", [])
-        if "orchlog" in h.get("command", "") and "hook" in h.get("command", "")
+        if "orchlog" in h.get("command", "") and "hook" in h.get("command", "")  # any form, old or new
     ]
 
 
@@ -592,7 +593,8 @@ def test_hook_install_project_merges_keeps_everything_and_is_idempotent(tmp_path
         ours = orchlog_entries(merged, event)
         assert len(ours) == 1, (event, merged["hooks"].get(event))
         assert ours[0]["type"] == "command"
-        assert ours[0]["command"].split()[:2] == ["orchlog", "hook"]
+        # the interpreter by absolute path (Claude Code's PATH has no venv), the stdlib-only module
+        assert shlex.split(ours[0]["command"])[:3] == [sys.executable, "-m", "orchlog.hook"]
     tool_entries = [e for e in merged["hooks"]["PreToolUse"] if orchlog_entries({"hooks": {"x": [e]}}, "x")]
     assert tool_entries[0].get("matcher") in ("*", "", None)  # every tool, not only some
 

@@ -218,44 +218,80 @@ def token_revoke(ref: str, db: str | None) -> None:
 @click.option("--wait", "wait_s", type=float, default=1.5, show_default=True, help="Longest wait for the server (s).")
 @click.option("-v", "--verbose", is_flag=True, help="Say what happened on stderr.")
 @click.option("--url", envvar="ORCHLOG_URL", default="http://127.0.0.1:8000", show_default=True, help="Server URL.")
-@click.option("--token", envvar="ORCHLOG_TOKEN", default=None, help="Bearer token with the ingest scope.")
+@click.option("--token", default=None, help="Bearer token with the ingest scope (default: from --token-env).")
+@click.option("--token-env", default="ORCHLOG_TOKEN", show_default=True, help="Environment variable holding the token.")
 @click.pass_context
 def hook(
-    ctx: click.Context, agent: str | None, spool: str | None, wait_s: float, verbose: bool, url: str, token: str | None
+    ctx: click.Context,
+    agent: str | None,
+    spool: str | None,
+    wait_s: float,
+    verbose: bool,
+    url: str,
+    token: str | None,
+    token_env: str,
 ) -> None:
     """Claude Code hook: reads the hook JSON on stdin and records it as an agent log.
 
     \b
     Always exits 0 within about --wait seconds and prints nothing on stdout, even when the
     server is down: the event waits in a local spool and goes out with the next hook run.
-    Set it up once:   orchlog hook install --project      (or --user; --dry-run to look first)
+    Set it up once:   orchlog hook install --project --url URL    (--dry-run to look first)
+    The installed command is `PYTHON -m orchlog.hook ...`: the same hook, without this CLI's imports.
     """
     if ctx.invoked_subcommand is not None:
         return
+    import os
+
     from .hook import run_hook
 
+    token = token or os.environ.get(token_env) or None
     sys.exit(run_hook(sys.stdin, url=url, token=token, agent=agent, spool=spool, wait_s=wait_s, verbose=verbose))
 
 
 @hook.command("install")
 @click.option("--project", "scope", flag_value="project", default=True, help="./.claude/settings.json (default).")
 @click.option("--user", "scope", flag_value="user", help="~/.claude/settings.json")
-@click.option("--agent", default=None, help="Agent name to record events under.")
-@click.option("--url", default=None, help="Server URL to bake into the hook command.")
+@click.option("--agent", default=None, help="Agent name to record events under (default claude-<session id>).")
+@click.option("--url", default=None, help="Server URL baked into the command (default $ORCHLOG_URL or :8000).")
+@click.option(
+    "--token-env",
+    default=None,
+    help="Environment variable the hook reads the token from at run time (default ORCHLOG_TOKEN).",
+)
+@click.option(
+    "--token", default=None, help="Write this token into the settings file (a secret on disk: see the warning)."
+)
 @click.option("--dry-run", is_flag=True, help="Print the merged settings instead of writing them.")
-def hook_install(scope: str, agent: str | None, url: str | None, dry_run: bool) -> None:
-    """Add `orchlog hook` to every Claude Code hook event (merging; other settings are kept)."""
-    from .hook import install
+def hook_install(
+    scope: str, agent: str | None, url: str | None, token_env: str | None, token: str | None, dry_run: bool
+) -> None:
+    """Add the orchlog hook to every Claude Code hook event (merging; other settings are kept).
 
+    \b
+    The command names this Python by absolute path, so it runs with Claude Code's PATH; the
+    token is read at run time from $ORCHLOG_TOKEN (or --token-env VAR), never written to disk
+    unless --token is given. Re-installing replaces earlier orchlog entries.
+    """
+    from .hook_install import install
+
+    if token and token_env:
+        raise click.UsageError("give --token or --token-env, not both")
     try:
-        result = install(scope, agent=agent, url=url, dry_run=dry_run)
+        result = install(scope, agent=agent, url=url, token_env=token_env, token=token, dry_run=dry_run)
     except (ValueError, OSError) as exc:
         click.echo(f"orchlog: {exc}", err=True)
         sys.exit(1)
     if dry_run:
         click.echo(result, nl=False)
-    else:
-        click.echo(f"orchlog hooks installed in {result}")
+        return
+    click.echo(f"orchlog hooks installed in {result}")
+    if token:
+        click.echo(
+            f"orchlog: warning: the token is written in plain text into {result}; do not commit that file "
+            "(prefer --token-env VAR and export VAR where Claude Code runs)",
+            err=True,
+        )
 
 
 @main.command()
@@ -486,7 +522,7 @@ def post(
 
 
 @main.command()
-@click.argument("suites", nargs=-1, type=click.Choice(["ingest", "fanout", "catchup", "memory", "tail"]))
+@click.argument("suites", nargs=-1, type=click.Choice(["ingest", "fanout", "catchup", "memory", "tail", "hook"]))
 @click.option("--quick", is_flag=True, help="Smaller runs (about a minute) for a smoke check.")
 @click.option(
     "--out",

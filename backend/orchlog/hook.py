@@ -1,30 +1,168 @@
-"""``orchlog hook`` (a Claude Code command hook) and ``orchlog hook install``.
+"""The Claude Code command hook: ``python -m orchlog.hook`` (what ``orchlog hook install`` writes).
 
-The hook must never slow or break the agent: it reads the hook JSON from stdin, hands it to a
-sender with a durable spool, waits a bounded time for the server, and exits 0 whatever happens.
-Events that could not be sent stay in the spool and go out, in order, with the next hook run.
+Claude Code runs a command hook synchronously around every tool call, so this module is the
+whole hot path and imports only the standard library (no click, no pydantic, no httpx, nothing
+from the server): it reads the hook JSON on stdin, stamps it with an id and a timestamp (so a
+resend is acknowledged as a duplicate, never stored twice), posts it together with whatever an
+earlier run left in the spool, and exits 0 whatever happens, printing nothing on stdout (Claude
+Code reads a hook's stdout).
+
+Outcomes are honest (``-v`` says which, on stderr):
+- ``sent``: the server stored the batch (201); the spooled events it carried leave the spool.
+- ``spooled``: the server could not be reached or refused in a way a retry can fix (401/403
+  until the token is fixed, 404 until the URL is, 408/429/5xx): the event waits in the spool and
+  goes out, in order, with the next hook run.
+- ``dropped``: the server refused the event for good (400/413/415/422): keeping it would block
+  nothing but would be resent forever, so it is removed with a message naming the reason.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import shlex
+import sqlite3
 import sys
+import time
+import urllib.error
+import urllib.request
 import uuid
-from pathlib import Path
-from typing import Any, TextIO
-
-from .client import EventSender
-from .integrations.claude_code import EVENTS, TOOL_EVENTS
-from .models import now_ts
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, TextIO
 
 ENDPOINT = "/api/v1/hooks/claude-code"
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_TOKEN_ENV = "ORCHLOG_TOKEN"
+MAX_BATCH_ITEMS = 500  # spooled events sent along with a new one (the rest go next time)
+MAX_SPOOL = 100_000  # beyond this the oldest spooled events are dropped (and said so)
+PERMANENT = frozenset({400, 413, 415, 422})  # a resend of the same bytes can never succeed
 
 
 def default_spool() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "orchlog", "hook-spool.db")
+
+
+def now_ts() -> str:
+    """The server's timestamp format (ISO-8601 UTC, microseconds, ``Z``)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Reply(NamedTuple):
+    """What the server said: an HTTP status (0 = unreachable) and a short reason."""
+
+    status: int
+    reason: str
+    body: Any = None
+
+
+def post(url: str, token: str | None, items: Sequence[dict[str, Any]], timeout: float) -> Reply:
+    data = json.dumps(items, separators=(",", ":"), ensure_ascii=False).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "orchlog-hook"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url.rstrip("/") + ENDPOINT, data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Reply(response.status, "stored", _json(response.read()))
+    except urllib.error.HTTPError as exc:
+        body = _json(exc.read())
+        message = body.get("error", {}).get("message") if isinstance(body, dict) else None
+        return Reply(exc.code, f"{exc.code} {message or exc.reason}", body)
+    except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections, bad URLs
+        reason = getattr(exc, "reason", None) or exc
+        return Reply(0, f"cannot reach {url}: {reason}")
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+class Spool:
+    """Events not yet accepted, oldest first, in a small SQLite file shared by concurrent hooks.
+
+    Two hooks may send the same spooled event at once; that is safe because every event carries
+    its id (the second copy is acked as a duplicate). The table is the one ``EventSender`` uses."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS spool (n INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL)")
+
+    def peek(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        rows = self.conn.execute("SELECT n, item FROM spool ORDER BY n LIMIT ?", (limit,)).fetchall()
+        return [(n, json.loads(item)) for n, item in rows]
+
+    def push(self, item: dict[str, Any]) -> tuple[int, int]:
+        """Append; returns the new row's number and how many of the oldest events were dropped to
+        stay under MAX_SPOOL."""
+        cursor = self.conn.execute("INSERT INTO spool (item) VALUES (?)", (json.dumps(item, ensure_ascii=False),))
+        excess = int(self.conn.execute("SELECT count(*) FROM spool").fetchone()[0]) - MAX_SPOOL
+        if excess > 0:
+            self.conn.execute("DELETE FROM spool WHERE n IN (SELECT n FROM spool ORDER BY n LIMIT ?)", (excess,))
+        return int(cursor.lastrowid or 0), max(excess, 0)
+
+    def remove(self, numbers: Sequence[int]) -> None:
+        if numbers:
+            marks = ",".join("?" * len(numbers))
+            self.conn.execute(f"DELETE FROM spool WHERE n IN ({marks})", list(numbers))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Delivery:
+    """One hook run's attempt: send spooled + new events, sort each into sent / kept / dropped."""
+
+    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+        self.url, self.token = url, token
+        self.deadline = time.monotonic() + timeout  # the whole run, however many posts it takes
+        self.sent: list[int] = []  # positions in the batch the server accepted
+        self.dropped: list[tuple[int, str]] = []  # (position, reason) refused for good
+        self.kept: list[int] = []  # positions to keep (retry could succeed)
+        self.retry_reason = ""
+
+    def send(self, items: list[dict[str, Any]], positions: list[int]) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.kept += positions
+            self.retry_reason = self.retry_reason or "out of time; the rest goes out with the next run"
+            return
+        reply = post(self.url, self.token, items, left)
+        if 200 <= reply.status < 300:
+            self.sent += positions
+        elif reply.status == 422 and len(items) > 1 and (bad := _bad_indexes(reply.body, len(items))):
+            self.dropped += [(positions[i], reply.reason) for i in sorted(bad)]
+            rest = [i for i in range(len(items)) if i not in bad]
+            if rest:
+                self.send([items[i] for i in rest], [positions[i] for i in rest])
+        elif reply.status in PERMANENT and len(items) > 1:
+            # too big together, or a refusal that names no item: halve until the culprit is alone
+            half = len(items) // 2
+            self.send(items[:half], positions[:half])
+            self.send(items[half:], positions[half:])
+        elif reply.status in PERMANENT:
+            self.dropped += [(p, reply.reason) for p in positions]
+        else:
+            self.kept += positions
+            self.retry_reason = reply.reason
+
+
+def _bad_indexes(body: Any, n: int) -> set[int]:
+    """The item indexes a 422 names (``error.details[].index``); empty if it names none."""
+    details = body.get("error", {}).get("details") if isinstance(body, dict) else None
+    out = set()
+    for detail in details or []:
+        index = detail.get("index") if isinstance(detail, dict) else None
+        if isinstance(index, int) and 0 <= index < n:
+            out.add(index)
+    return out
 
 
 def run_hook(
@@ -36,110 +174,115 @@ def run_hook(
     spool: str | None,
     wait_s: float,
     verbose: bool,
+    stderr: TextIO | None = None,
 ) -> int:
+    """Deliver one hook input; always returns 0 (a hook must never fail the agent's tool call)."""
+    err = stderr or sys.stderr
+
+    def say(text: str) -> None:
+        if verbose:
+            err.write(f"orchlog hook: {text}\n")
+
     try:
         raw = stdin.read()
         hook = json.loads(raw) if raw.strip() else None
-        if not isinstance(hook, dict):
-            if verbose:
-                sys.stderr.write("orchlog hook: stdin is not a JSON object; nothing sent\n")
-            return 0
-        hook["orchlog"] = {"id": str(uuid.uuid4()), "timestamp": now_ts(), **({"agent": agent} if agent else {})}
-        sender = EventSender(
-            url,
-            token=token,
-            spool_path=spool or os.environ.get("ORCHLOG_SPOOL") or default_spool(),
-            endpoint=ENDPOINT,
-            assign_ids=False,  # the id travels in the "orchlog" envelope, not in Claude's JSON
-            flush_interval=0.01,
-            max_backoff=wait_s,
-            timeout=wait_s,
-        )
-        sender.submit(hook)
-        sent = sender.flush(timeout=wait_s)
-        sender.close(timeout=0.05)
-        if verbose:
-            state = "sent" if sent else f"spooled ({sender.stats.last_error or 'server unreachable'})"
-            sys.stderr.write(f"orchlog hook: {hook.get('hook_event_name')} {state}\n")
-    except Exception as exc:  # noqa: BLE001 - a hook must never fail the agent's tool call
-        if verbose:
-            sys.stderr.write(f"orchlog hook: {type(exc).__name__}: {exc}\n")
+    except ValueError:
+        hook = None
+    if not isinstance(hook, dict):
+        say("stdin is not a JSON object; nothing sent")
+        return 0
+    try:
+        _deliver(hook, url=url, token=token, agent=agent, spool=spool, wait_s=wait_s, say=say)
+    except Exception as exc:  # noqa: BLE001 - never fail the agent; say what went wrong
+        say(f"{type(exc).__name__}: {exc}")
     return 0
 
 
-def hooks_block(command: str) -> dict[str, list[dict[str, Any]]]:
-    block: dict[str, list[dict[str, Any]]] = {}
-    for event in EVENTS:
-        entry: dict[str, Any] = {"hooks": [{"type": "command", "command": command, "timeout": 10}]}
-        if event in TOOL_EVENTS:
-            entry = {"matcher": "*", **entry}
-        block[event] = [entry]
-    return block
-
-
-def merge_settings(settings: dict[str, Any], command: str) -> dict[str, Any]:
-    """Add our command to every event, keeping every other key and hook untouched (idempotent)."""
-    merged = dict(settings)
-    hooks = dict(merged.get("hooks") or {})
-    for event, entries in hooks_block(command).items():
-        existing = [_without_other_orchlog(entry, command) for entry in hooks.get(event) or []]
-        existing = [entry for entry in existing if entry is not None]
-        already = any(
-            isinstance(h, dict) and h.get("command") == command
-            for entry in existing
-            if isinstance(entry, dict)
-            for h in entry.get("hooks") or []
-        )
-        if not already:
-            existing.extend(entries)
-        hooks[event] = existing
-    merged["hooks"] = hooks
-    return merged
-
-
-def _without_other_orchlog(entry: Any, command: str) -> Any:
-    """Drop an earlier `orchlog hook ...` command with other flags (re-install with a new
-    --agent/--url replaces it instead of posting every event twice); keep everything else."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("hooks"), list):
-        return entry
-    kept = [
-        h
-        for h in entry["hooks"]
-        if not (
-            isinstance(h, dict) and str(h.get("command", "")).startswith("orchlog hook") and h.get("command") != command
-        )
-    ]
-    if not kept:
-        return None
-    return {**entry, "hooks": kept}
-
-
-def settings_path(scope: str, project_dir: str | None = None) -> Path:
-    if scope == "user":
-        return Path(os.path.expanduser("~")) / ".claude" / "settings.json"
-    return Path(project_dir or os.getcwd()) / ".claude" / "settings.json"
-
-
-def install(scope: str, *, agent: str | None, url: str | None, dry_run: bool, project_dir: str | None = None) -> str:
-    parts = ["orchlog", "hook"]
+def _deliver(
+    hook: dict[str, Any],
+    *,
+    url: str,
+    token: str | None,
+    agent: str | None,
+    spool: str | None,
+    wait_s: float,
+    say: Any,
+) -> None:
+    envelope: dict[str, Any] = {"id": str(uuid.uuid4()), "timestamp": now_ts()}
     if agent:
-        parts += ["--agent", agent]
-    if url:
-        parts += ["--url", url]
-    command = " ".join(shlex.quote(p) for p in parts)
-    path = settings_path(scope, project_dir)
-    current: dict[str, Any] = {}
-    if path.exists():
-        text = path.read_text(encoding="utf-8")
-        current = json.loads(text) if text.strip() else {}
-        if not isinstance(current, dict):
-            raise ValueError(f"{path} does not hold a JSON object; fix it by hand first")
-    merged = merge_settings(current, command)
-    rendered = json.dumps(merged, indent=2) + "\n"
-    if dry_run:
-        return rendered
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.orchlog-tmp")
-    tmp.write_text(rendered, encoding="utf-8")
-    os.replace(tmp, path)
-    return str(path)
+        envelope["agent"] = agent
+    hook["orchlog"] = envelope
+    name = hook.get("hook_event_name") or "event"
+    store: Spool | None = None
+    try:  # spooled before the post: a run killed mid-way (Claude Code's hook timeout) loses nothing
+        store = Spool(spool or os.environ.get("ORCHLOG_SPOOL") or default_spool(), timeout=wait_s)
+        number, lost = store.push(hook)
+        pending = store.peek(MAX_BATCH_ITEMS)  # oldest first; this event too unless the backlog is long
+        if lost:
+            say(f"spool full: dropped the {lost} oldest events")
+    except (OSError, sqlite3.Error) as exc:
+        say(f"spool unavailable ({exc}); sending without it")
+        store, number, pending = None, 0, [(0, hook)]
+    try:
+        items = [item for _, item in pending]
+        delivery = Delivery(url, token, wait_s)
+        delivery.send(items, list(range(len(items))))
+        if store is not None:
+            store.remove([pending[p][0] for p in [*delivery.sent, *(p for p, _ in delivery.dropped)]])
+        new = next((p for p, (n, _) in enumerate(pending) if n == number), None)  # this run's event
+        for position, reason in delivery.dropped:
+            spooled = items[position]
+            kind = spooled.get("hook_event_name") if isinstance(spooled, dict) else None
+            which = name if position == new else f"a spooled {kind or 'item'}"
+            say(f"{which} dropped: the server refused it for good ({reason})")
+        if new is None:
+            say(f"{name} spooled behind {len(pending)} older events; it goes out with a later hook run")
+        elif new in delivery.sent:
+            carried = len(delivery.sent) - 1
+            say(f"{name} sent" + (f" (with {carried} spooled)" if carried else ""))
+        elif new in delivery.kept:
+            if store is None:
+                say(f"{name} lost: not accepted ({delivery.retry_reason}) and no spool to keep it")
+            else:
+                say(f"{name} spooled ({delivery.retry_reason}); it goes out with the next hook run")
+    finally:
+        if store is not None:
+            store.close()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m orchlog.hook",
+        description="Claude Code hook: record the hook JSON on stdin as an orchlog agent log. Always exits 0.",
+    )
+    parser.add_argument("--url", default=os.environ.get("ORCHLOG_URL") or DEFAULT_URL, help="Server URL.")
+    parser.add_argument("--token", default=None, help="Bearer token (prefer --token-env: no secret in settings).")
+    parser.add_argument(
+        "--token-env", default=DEFAULT_TOKEN_ENV, help="Environment variable holding the token (ORCHLOG_TOKEN)."
+    )
+    parser.add_argument("--agent", default=os.environ.get("ORCHLOG_AGENT"), help="Agent name (claude-<session>).")
+    parser.add_argument("--spool", default=None, help="Spool file (env ORCHLOG_SPOOL).")
+    parser.add_argument("--wait", type=float, default=1.5, help="Longest wait for the server, seconds.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Say what happened on stderr.")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit:  # bad flags: argparse said so on stderr; still never fail the tool call
+        return 0
+    token = args.token or os.environ.get(args.token_env) or None
+    return run_hook(
+        sys.stdin,
+        url=args.url,
+        token=token,
+        agent=args.agent,
+        spool=args.spool,
+        wait_s=args.wait,
+        verbose=args.verbose,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,7 +8,8 @@ before anything is written, so a refused request writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,13 @@ from .validation import validate_logs, validate_partial
 
 @dataclass
 class Accepted:
-    acks: list[Ack]
-    rejected: list[dict[str, Any]] = field(default_factory=list)  # partial mode: the items left out
+    acks: list[Ack]  # one per stored item, in order
+    kept: list[int] = field(default_factory=list)  # the indexes (into the items posted) of those items
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # partial mode: why the others were left out
+
+
+# write operations the stored items depend on, or a function of the kept indexes giving them
+Before = Sequence[WriteOp] | Callable[[Sequence[int]], Sequence[WriteOp]]
 
 
 def check_count(count: int, max_items: int) -> None:
@@ -39,7 +45,7 @@ async def accept(
     *,
     single: bool = False,
     partial: bool = False,
-    before: Sequence[WriteOp] = (),
+    before: Before = (),
 ) -> Accepted:
     """Validate, authorize, charge and store ``items``; the acks come back after COMMIT.
 
@@ -53,17 +59,20 @@ async def accept(
     rejected: list[dict[str, Any]] = []
     if partial:
         logs, rejected = validate_partial(kind, list(items), limits)
+        bad = {d["index"] for d in rejected}
+        kept = [i for i in range(len(items)) if i not in bad]
     else:
         logs = validate_logs(kind, list(items), limits, single=single)
+        kept = list(range(len(items)))
     principal.may_post_for(it.agent_id if isinstance(it, AgentLogIn) else None for it in logs)
     rt.quotas.charge(principal, len(logs))
     if not logs:
-        return Accepted([], rejected)
-    for op in before:
-        await rt.writer.submit(op)
-    acks: list[Ack] = await rt.writer.submit(InsertLogs(logs))
+        return Accepted([], [], rejected)
+    ops = before(kept) if callable(before) else before
+    # queued together, in order: the agents exist before their logs (one group commit when it fits)
+    *_, acks = await asyncio.gather(*(rt.writer.submit(op) for op in ops), rt.writer.submit(InsertLogs(logs)))
     _count(rt, logs, acks)
-    return Accepted(acks, rejected)
+    return Accepted(acks, kept, rejected)
 
 
 def _count(rt: Runtime, logs: Sequence[LogIn], acks: Sequence[Ack]) -> None:

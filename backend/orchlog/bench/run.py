@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import fanout, ingest, replay
+from . import fanout, hook, ingest, replay
 
 SUITES: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "ingest": lambda quick: ingest.main(quick),
@@ -24,6 +24,7 @@ SUITES: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "catchup": lambda quick: [replay.catchup(200_000 if quick else 1_000_000)],
     "memory": lambda quick: replay.memory((1000,) if quick else (1000, 5000)),
     "tail": lambda quick: [replay.tail_cli(50_000 if quick else 200_000)],
+    "hook": lambda quick: hook.main(quick),
 }
 
 

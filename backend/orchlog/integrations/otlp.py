@@ -1,20 +1,30 @@
 """OTLP/HTTP logs (``POST /v1/logs``) → orchlog events. JSON per the OTLP spec; protobuf via
 ``opentelemetry-proto`` when installed (converted to the same JSON shape first).
 
-Mapping: each LogRecord becomes a system log (an agent log when a record or resource attribute
-``orchlog.agent_id`` names an agent); severityNumber → level; body → message; attributes,
-resource attributes, scope, trace and span ids → metadata.
+Mapping: Claude Code and Codex events become agent logs of their session's agent (see
+``claude_otel`` and ``codex``); every other LogRecord becomes a system log (an agent log when a
+record or resource attribute ``orchlog.agent_id`` names an agent); severityNumber → level; body
+→ message; attributes, resource attributes, scope, trace and span ids → metadata. Bodies may be
+gzip-compressed (``Content-Encoding: gzip``, what the OTel SDK sends by default).
 """
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import BadRequest
+from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from ..models import format_ts
+from . import claude_otel, codex
+from .agents import AgentSpec, Mapped, Record, RecordError
 
 AGENT_ATTRIBUTE = "orchlog.agent_id"
+MAX_GZIP_RATIO = 100  # JSON/protobuf logs compress 5-20x; far more than this is a bomb
+RATIO_FLOOR_BYTES = 1 << 20  # small bodies may expand more (the size limit still holds)
+GZIP_CHUNK = 1 << 16
 
 
 def level_for(severity_number: Any, severity_text: Any) -> str:
@@ -91,11 +101,11 @@ def _obj(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
-def to_events(request: Any) -> list[dict[str, Any]]:
-    """ExportLogsServiceRequest (JSON form) → event items for POST /api/v1/events."""
+def records(request: Any) -> Iterator[Record]:
+    """Every LogRecord of an ExportLogsServiceRequest (JSON form), attributes decoded, with its
+    resource and scope; a structurally wrong payload is a 400 naming the place."""
     if not isinstance(request, dict) or not isinstance(request.get("resourceLogs", []), list):
         raise BadRequest('not an OTLP ExportLogsServiceRequest: expected {"resourceLogs": [...]}')
-    events: list[dict[str, Any]] = []
     for r_index, resource_logs in enumerate(_list(request.get("resourceLogs"), "resourceLogs")):
         where = f"resourceLogs[{r_index}]"
         resource_logs = _obj(resource_logs, where)
@@ -110,40 +120,158 @@ def to_events(request: Any) -> list[dict[str, Any]]:
             scope_logs = _obj(scope_logs, swhere)
             scope = _obj(scope_logs.get("scope"), f"{swhere}.scope")
             for l_index, record in enumerate(_list(scope_logs.get("logRecords"), f"{swhere}.logRecords")):
-                record = _obj(record, f"{swhere}.logRecords[{l_index}]")
-                attrs = attributes(_list(record.get("attributes"), f"{swhere}.logRecords[{l_index}].attributes"))
-                body = any_value(record.get("body"))
-                message = body if isinstance(body, str) else ("" if body is None else str(body))
-                meta: dict[str, Any] = {"attributes": attrs, "resource": resource}
-                if scope.get("name"):
-                    meta["scope"] = {"name": scope.get("name"), "version": scope.get("version")}
-                for key in ("traceId", "spanId"):
-                    if record.get(key):
-                        meta[key] = record[key]
-                if not isinstance(body, str) and body is not None:
-                    meta["body"] = body
-                level = level_for(record.get("severityNumber"), record.get("severityText"))
-                timestamp = _time(record.get("timeUnixNano")) or _time(record.get("observedTimeUnixNano"))
-                agent = attrs.get(AGENT_ATTRIBUTE) or resource.get(AGENT_ATTRIBUTE)
-                if agent:
-                    item: dict[str, Any] = {
-                        "kind": "agent_log",
-                        "agent_id": str(agent),
-                        "event_category": "response",
-                        "event_type": str(scope.get("name") or "otel.log")[:200],
-                        "level": level,
-                        "content": message,
-                        "payload": meta,
-                    }
-                else:
-                    item = {"kind": "system_log", "level": level, "message": message or "(empty)", "metadata": meta}
-                    path = attrs.get("code.file.path") or attrs.get("code.filepath")
-                    if path:
-                        item["file_path"] = str(path)
-                if timestamp:
-                    item["timestamp"] = timestamp
-                events.append(item)
+                lwhere = f"{swhere}.logRecords[{l_index}]"
+                record = _obj(record, lwhere)
+                attrs = attributes(_list(record.get("attributes"), f"{lwhere}.attributes"))
+                yield Record(resource, scope, record, attrs, any_value(record.get("body")), lwhere)
+
+
+def generic_event(rec: Record) -> dict[str, Any]:
+    """Today's mapping for a record no agent mapper claims: a system log, or an agent log when
+    ``orchlog.agent_id`` names an (existing) agent."""
+    attrs, resource, scope, record, body = rec.attrs, rec.resource, rec.scope, rec.record, rec.body
+    message = body if isinstance(body, str) else ("" if body is None else str(body))
+    meta: dict[str, Any] = {"attributes": attrs, "resource": resource}
+    if scope.get("name"):
+        meta["scope"] = {"name": scope.get("name"), "version": scope.get("version")}
+    for key in ("traceId", "spanId"):
+        if record.get(key):
+            meta[key] = record[key]
+    if not isinstance(body, str) and body is not None:
+        meta["body"] = body
+    level = level_for(record.get("severityNumber"), record.get("severityText"))
+    agent = attrs.get(AGENT_ATTRIBUTE) or resource.get(AGENT_ATTRIBUTE)
+    if agent:
+        item: dict[str, Any] = {
+            "kind": "agent_log",
+            "agent_id": str(agent),
+            "event_category": "response",
+            "event_type": str(scope.get("name") or "otel.log")[:200],
+            "level": level,
+            "content": message,
+            "payload": meta,
+        }
+    else:
+        item = {"kind": "system_log", "level": level, "message": message or "(empty)", "metadata": meta}
+        path = attrs.get("code.file.path") or attrs.get("code.filepath")
+        if path:
+            item["file_path"] = str(path)
+    return item
+
+
+def _timestamp(rec: Record) -> str | None:
+    return _time(rec.record.get("timeUnixNano")) or _time(rec.record.get("observedTimeUnixNano"))
+
+
+def to_events(request: Any) -> list[dict[str, Any]]:
+    """ExportLogsServiceRequest (JSON form) → event items, every record by the generic mapping."""
+    events = []
+    for rec in records(request):
+        item = generic_event(rec)
+        if timestamp := _timestamp(rec):
+            item["timestamp"] = timestamp
+        events.append(item)
     return events
+
+
+@dataclass
+class Export:
+    """One OTLP export mapped for the ingest pipeline (see ``integrations.agents``).
+
+    ``items`` are event items in record order; ``mapped[i]`` is the agent mapping of
+    ``items[i]`` (None for a generically mapped record); ``agents`` the agents to ensure before
+    the insert, in first-seen order; ``rejected``/``reasons`` the records refused already (the
+    OTLP partial-success answer counts them)."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    mapped: list[Mapped | None] = field(default_factory=list)
+    agents: dict[str, AgentSpec] = field(default_factory=dict)
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def keep(self, indexes: Iterable[int]) -> Export:
+        """The same export with only ``indexes`` of items (after validation dropped some)."""
+        chosen = sorted(set(indexes))
+        kept = Export(
+            [self.items[i] for i in chosen],
+            [self.mapped[i] for i in chosen],
+            rejected=self.rejected + len(self.items) - len(chosen),
+            reasons=list(self.reasons),
+        )
+        for one in kept.mapped:
+            if one is not None:
+                kept.agents.setdefault(one.agent.agent_id, one.agent)
+        return kept
+
+
+MAPPERS = (claude_otel, codex)
+
+
+def map_export(request: Any) -> Export:
+    """Claude Code and Codex events → agent logs of their session's agent (with usage); every
+    other record → today's generic mapping. A recognised record with bad data is rejected alone."""
+    export = Export()
+    for rec in records(request):
+        mapped: Mapped | None = None
+        try:
+            for mapper in MAPPERS:
+                event = mapper.recognise(rec)
+                session = mapper.session_of(rec) if event else None
+                if event and session:
+                    mapped = mapper.map_record(rec, event, session)
+                    break
+        except RecordError as exc:
+            export.rejected += 1
+            export.reasons.append(str(exc))
+            continue
+        item = mapped.item if mapped is not None else generic_event(rec)
+        if timestamp := _timestamp(rec):
+            item["timestamp"] = timestamp
+        if mapped is not None:
+            export.agents.setdefault(mapped.agent.agent_id, mapped.agent)
+        export.items.append(item)
+        export.mapped.append(mapped)
+    return export
+
+
+def gunzip(body: bytes, *, max_bytes: int, max_ratio: int = MAX_GZIP_RATIO) -> bytes:
+    """Decompress a ``Content-Encoding: gzip`` body incrementally, refusing (413) as soon as the
+    output passes ``max_bytes`` (the limit a plain body has) or ``max_ratio`` times the input
+    (a decompression bomb), without ever holding more than the limit in memory."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    out: list[bytes] = []
+    total = 0
+    pending = body
+    ratio_limit = max(max_ratio * len(body), RATIO_FLOOR_BYTES)
+    try:
+        while pending:
+            chunk = inflater.decompress(pending, GZIP_CHUNK)
+            pending = inflater.unconsumed_tail
+            total += len(chunk)
+            if total > max_bytes:
+                raise PayloadTooLarge(
+                    f"the gzip body decompresses to over the {max_bytes}-byte limit; send smaller batches"
+                )
+            if total > ratio_limit:
+                raise PayloadTooLarge(f"the gzip body expands more than {max_ratio}x; refused as a decompression bomb")
+            out.append(chunk)
+            if inflater.eof:
+                break
+        if not inflater.eof:
+            raise BadRequest("the gzip body is truncated")
+    except zlib.error as exc:
+        raise BadRequest(f"malformed gzip body: {exc}") from None
+    return b"".join(out)
+
+
+def decode_body(body: bytes, content_encoding: str | None, *, max_bytes: int) -> bytes:
+    """The request body after its ``Content-Encoding`` (identity or gzip; others are 415)."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding in ("gzip", "x-gzip"):
+        return gunzip(body, max_bytes=max_bytes)
+    raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; send gzip or no encoding")
 
 
 def decode_protobuf(raw: bytes) -> dict[str, Any]:
