@@ -18,10 +18,22 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "core",
         (
-            "errors", "paths", "logs", "origins", "console", "metrics", "config", "models", "filters",
-            "validation", "auth", "slots", "integrations", "__init__",
+            "errors",
+            "paths",
+            "logs",
+            "origins",
+            "console",
+            "metrics",
+            "config",
+            "models",
+            "filters",
+            "validation",
+            "auth",
+            "slots",
+            "integrations",
+            "__init__",
         ),
-    ),  # fmt: skip
+    ),
     ("client", ("client", "post", "tail", "demo", "hook")),
     ("store", ("store", "writer", "retention")),
     ("stream", ("stream",)),
@@ -54,7 +66,7 @@ def imports(path: Path) -> set[str]:
     """orchlog modules imported by the file at ``path`` (relative to the package, dotted)."""
     rel = path.relative_to(PACKAGE).with_suffix("")
     parts = list(rel.parts)
-    package = parts[:-1] if parts[-1] != "__init__" else parts[:-1]
+    package = parts[:-1]  # the package a relative import starts from (for __init__ too)
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
