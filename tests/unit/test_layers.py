@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "__init__",
         ),
     ),
-    ("client", ("client", "post", "tail", "demo", "hook")),
+    ("client", ("client", "post", "tail", "demo", "hook", "hook_install")),
     ("store", ("store", "writer", "retention")),
     ("stream", ("stream",)),
     ("runtime", ("runtime", "ingest")),
