@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "core",
         (
             "errors",
+            "closecodes",
             "paths",
             "logs",
             "origins",

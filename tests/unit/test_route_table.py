@@ -102,6 +102,7 @@ def test_open_routes_are_only_health_docs_and_dashboard_files() -> None:
     open_ops = {(r.path, op.method) for r in ROUTES for op in r.operations if op.scope == "open"}
     assert open_ops == {
         ("/", "GET"),
+        ("/closecodes.js", "GET"),
         ("/healthz", "GET"),
         ("/readyz", "GET"),
         ("/health", "GET"),
@@ -111,3 +112,13 @@ def test_open_routes_are_only_health_docs_and_dashboard_files() -> None:
         ("/docs/{file}", "GET"),
         ("/{name}", "GET"),
     }
+
+
+def test_close_codes_module_for_the_dashboard_is_generated_from_the_enum() -> None:
+    from orchlog.closecodes import CloseCode, javascript_module
+
+    js = javascript_module()
+    for code in CloseCode:
+        assert f"  {code.name}: {code.value}," in js
+    assert CloseCode.for_status(401) == 4401 and CloseCode.for_status(403) == 4403
+    assert CloseCode.for_status(500) == CloseCode.INTERNAL

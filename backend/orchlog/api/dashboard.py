@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from ..closecodes import javascript_module
 from ..errors import NotFound
 from ..paths import frontend_dir
 
@@ -26,3 +27,10 @@ async def static(request: Request) -> Response:
         raise NotFound(f"the dashboard file {name} is missing from this installation")
     # no-cache: a browser revalidates (ETag) so a new orchlog version never runs stale JS
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+
+async def closecodes(request: Request) -> Response:
+    """The WebSocket close codes as an ES module (one declaration: ``orchlog.closecodes``)."""
+    return Response(
+        javascript_module(), media_type="text/javascript; charset=utf-8", headers={"Cache-Control": "no-cache"}
+    )

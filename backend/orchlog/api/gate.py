@@ -25,6 +25,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..auth import Principal
+from ..closecodes import CloseCode
 from ..errors import Forbidden, OrchlogError, Unauthorized
 from ..logs import new_request_id, request_id
 from ..origins import host_allowed, origin_allowed
@@ -45,11 +46,8 @@ class Refusal(Exception):
 
     @classmethod
     def of(cls, exc: OrchlogError) -> Refusal:
-        if isinstance(exc, Unauthorized):
-            return cls(401, 4401, exc.code, exc.message)
-        if isinstance(exc, Forbidden):
-            return cls(403, 4403, exc.code, exc.message)
-        return cls(exc.status, 4400 + exc.status % 100 if exc.status < 500 else 1011, exc.code, exc.message)
+        status = 401 if isinstance(exc, Unauthorized) else 403 if isinstance(exc, Forbidden) else exc.status
+        return cls(status, CloseCode.for_status(status), exc.code, exc.message)
 
 
 class Gate:
@@ -95,7 +93,7 @@ class Gate:
         if not rt.keyring.enabled and not host_allowed(headers.get("host"), rt.allowed_hosts):
             raise Refusal(
                 403,
-                1008,
+                CloseCode.POLICY,
                 "forbidden_host",
                 f"Host {headers.get('host')!r} is not allowed while the server runs without tokens; "
                 "use localhost, or add the site to ORCHLOG_ALLOWED_ORIGINS, or create a token",
@@ -103,7 +101,7 @@ class Gate:
         if (method in STATE_CHANGING or (op is not None and op.stream)) and not origin_allowed(
             headers.get("origin"), headers.get("host"), rt.allowed_origins
         ):
-            raise Refusal(403, 1008, "forbidden_origin", "origin not allowed")
+            raise Refusal(403, CloseCode.POLICY, "forbidden_origin", "origin not allowed")
         try:
             if isinstance(ticketed, OrchlogError):
                 raise ticketed

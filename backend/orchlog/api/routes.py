@@ -184,6 +184,14 @@ def _get(
 ROUTES = Table(
     [
         _get("/", dashboard.static, "open", "dashboard", "the dashboard", Reply(200, "HTML", media="text/html")),
+        _get(
+            "/closecodes.js",
+            dashboard.closecodes,
+            "open",
+            "closeCodes",
+            "the WebSocket close codes as an ES module (for the dashboard)",
+            Reply(200, "JavaScript", media="text/javascript"),
+        ),
         _get("/healthz", health.healthz, "open", "healthz", "liveness", Reply(200, "alive", Health)),
         _get(
             "/readyz",
