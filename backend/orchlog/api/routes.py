@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..models import (
+    LEVELS,
     AgentCreate,
     AgentLogIn,
     EntityPatch,
@@ -33,7 +34,7 @@ FILTERS = (
     Param("kind", "agent_log or system_log (system is accepted too); comma list or repeated"),
     Param("agent_id", "agent ids (comma list or repeated); excludes system logs"),
     Param("level", "exact levels (comma list)"),
-    Param("min_level", "this level and worse", enum=("debug", "info", "warning", "error", "critical")),
+    Param("min_level", "this level and worse", enum=tuple(level.lower() for level in LEVELS)),
     Param("event_category", "hook, response, adw_step; excludes system logs"),
     Param("event_type", "event types (comma list); excludes system logs"),
     Param("task_slug", "exact; excludes system logs"),

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from ..models import format_ts
+from ..models import LEVELS, format_ts
 from . import claude_otel, codex
 from .agents import AgentSpec, Mapped, Record, RecordError
 
@@ -43,9 +43,7 @@ def level_for(severity_number: Any, severity_text: Any) -> str:
     if n >= 1:
         return "DEBUG"
     text = str(severity_text or "").upper()
-    return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(
-        text, text if text in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO"
-    )
+    return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(text, text if text in LEVELS else "INFO")
 
 
 def any_value(value: Any) -> Any:
