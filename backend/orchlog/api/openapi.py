@@ -140,16 +140,6 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": REF.format(model=name)}
 
 
-def _one_or_many(name: str) -> dict[str, Any]:
-    return {
-        "content": {
-            "application/json": {"schema": {"oneOf": [_ref(name), {"type": "array", "items": _ref(name)}]}},
-            "application/x-ndjson": {"schema": {"type": "string", "description": f"one {name} JSON object per line"}},
-        },
-        "required": True,
-    }
-
-
 ERROR_REASONS = {
     400: "malformed body or parameter",
     401: "no or bad token",

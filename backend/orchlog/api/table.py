@@ -21,7 +21,6 @@ from starlette.routing import compile_path
 Scope = Literal["open", "read", "ingest", "admin"]
 SCOPES: tuple[Scope, ...] = ("open", "read", "ingest", "admin")
 Method = Literal["GET", "POST", "PATCH", "DELETE", "WEBSOCKET"]
-HTTP_METHODS = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
 UNMATCHED = "unmatched"  # the one metric label every path outside the table shares
 
 

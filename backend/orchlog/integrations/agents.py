@@ -66,13 +66,6 @@ class Record:
     body: Any
     where: str  # resourceLogs[i].scopeLogs[j].logRecords[k], for error messages
 
-    def event_name(self) -> str:
-        """``event.name`` attribute, else the OTLP ``eventName`` field, else a string body."""
-        for value in (self.attrs.get("event.name"), self.record.get("eventName"), self.body):
-            if isinstance(value, str) and value:
-                return value
-        return ""
-
 
 def stable_id(*parts: str) -> str:
     return str(uuid.uuid5(NAMESPACE, ":".join(parts)))

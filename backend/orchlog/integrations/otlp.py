@@ -161,17 +161,6 @@ def _timestamp(rec: Record) -> str | None:
     return _time(rec.record.get("timeUnixNano")) or _time(rec.record.get("observedTimeUnixNano"))
 
 
-def to_events(request: Any) -> list[dict[str, Any]]:
-    """ExportLogsServiceRequest (JSON form) → event items, every record by the generic mapping."""
-    events = []
-    for rec in records(request):
-        item = generic_event(rec)
-        if timestamp := _timestamp(rec):
-            item["timestamp"] = timestamp
-        events.append(item)
-    return events
-
-
 @dataclass
 class Export:
     """One OTLP export mapped for the ingest pipeline (see ``integrations.agents``).
