@@ -182,6 +182,8 @@ class BatchResult(NamedTuple):
 class Store(Protocol):
     """What orchlog needs from a database."""
 
+    migrations_applied: list[str]  # what ``open()`` applied (``orchlog migrate`` reports it)
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -226,6 +228,17 @@ class Store(Protocol):
     async def check_writable(self) -> None: ...
 
     async def load_tokens(self) -> list[TokenRecord]: ...
+
+    # token lifecycle (``orchlog token``): the SQL is in store/tokens.py for both dialects
+    async def create_token(self, record: TokenRecord) -> None: ...
+
+    async def revoke_token(self, ref: str) -> TokenRecord:
+        """Mark a token (by id or name) revoked; its row stays, so auth stays on."""
+        ...
+
+    async def delete_token(self, ref: str) -> TokenRecord:
+        """Remove a token's row (the way back to dev mode once no row is left)."""
+        ...
 
     async def maintain(self) -> dict[str, int]:
         """Checkpoint the WAL and give freed pages back; returns file sizes (for metrics)."""
