@@ -102,6 +102,50 @@ def parse_seeded(spec: str) -> list[TokenRecord]:
     return out
 
 
+AUTH_RULE = (
+    "Auth is ON while the database holds at least one token row (active or revoked) or ORCHLOG_TOKENS "
+    "is set; every request then needs a valid token. Revoking a token keeps its row, so revoking the last "
+    "one leaves the server closed (fail closed), not open. Auth is OFF (dev mode: open API, loopback "
+    "only) when no token row exists and ORCHLOG_TOKENS is empty; `orchlog token delete` of every token "
+    "is the way back to it."
+)
+
+
+@dataclass(frozen=True)
+class AuthState:
+    """Whether auth is on, decided in ONE place from the token rows and the seeded tokens
+    (``AUTH_RULE`` says it in words; the server, ``token list`` and the docs all use it)."""
+
+    active: int = 0
+    revoked: int = 0
+    seeded: int = 0
+
+    @classmethod
+    def of(cls, records: Iterable[TokenRecord], seeded: int = 0) -> AuthState:
+        rows = list(records)
+        revoked = sum(1 for r in rows if r.revoked_at)
+        return cls(active=len(rows) - revoked, revoked=revoked, seeded=seeded)
+
+    @property
+    def on(self) -> bool:
+        return bool(self.active or self.revoked or self.seeded)
+
+    def describe(self) -> str:
+        """One line for humans: the mode and why."""
+        if not self.on:
+            return (
+                "auth: OFF (dev mode): no tokens in this database and ORCHLOG_TOKENS is empty here; "
+                "a server on loopback answers everyone, one on another interface refuses to start"
+            )
+        why = [f"{self.active} active", f"{self.revoked} revoked"]
+        if self.seeded:
+            why.append(f"{self.seeded} from ORCHLOG_TOKENS")
+        line = f"auth: ON: every request needs a token ({', '.join(why)})"
+        if not self.active and not self.seeded:
+            line += "; no token is active, so every request is refused: create one, or `token delete` the rest"
+        return line
+
+
 class Keyring:
     """The active tokens by hash; refreshed from the database every few seconds, so tokens
     created or revoked by ``orchlog token`` (another process) take effect without a restart."""
@@ -112,16 +156,19 @@ class Keyring:
         self._revoked: set[str] = set()
         self.refresh_s = refresh_s
         self.loaded_at = 0.0
+        self.state = AuthState(seeded=len(self._seeded))
 
     def load(self, records: Iterable[TokenRecord]) -> None:
         by_hash = {t.token_hash: t for t in self._seeded}
         revoked = set()
-        for record in records:
+        records_seen = list(records)
+        for record in records_seen:
             if record.revoked_at:
                 revoked.add(record.token_hash)
             else:
                 by_hash[record.token_hash] = record
         self._by_hash, self._revoked = by_hash, revoked
+        self.state = AuthState.of(records_seen, len(self._seeded))
         self.loaded_at = time.monotonic()
 
     @property
@@ -130,8 +177,8 @@ class Keyring:
 
     @property
     def enabled(self) -> bool:
-        """Auth is on as soon as one token exists (active or revoked)."""
-        return bool(self._by_hash or self._revoked)
+        """See ``AUTH_RULE``: any token row (active or revoked) or a seeded token."""
+        return self.state.on
 
     def authenticate(self, token: str | None) -> Principal:
         if not self.enabled:

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from . import __version__
+from .auth import AUTH_RULE
 from .config import Settings
 from .errors import OrchlogError
 
-DB_HELP = "Database: a SQLite path or sqlite:///path (env ORCHLOG_DB). Default ./orchlog.db."
+DB_HELP = "Database: a SQLite path, sqlite:///path or postgresql://... (env ORCHLOG_DB). Default ./orchlog.db."
+BACKUP_PROGRESS_PAGES = 25_600  # about 100 MiB: smaller copies finish before progress would help
+TOKEN_GROUP_HELP = f"""Create, list, revoke and delete API tokens (stored hashed in the database).
+
+\b
+Scopes: read (history, streams, dashboard), ingest (post events, update agents),
+admin (everything). With --agent, a token only reads / posts for those agents.
+
+{AUTH_RULE}
+
+\b
+    orchlog token create --name dashboard --scope read
+    curl -H "Authorization: Bearer $TOKEN" localhost:8000/api/v1/events
+    orchlog token list          # every token, and whether auth is on
+"""
 
 
 def _settings(config: str | None = None, **overrides: Any) -> Settings:
@@ -91,61 +106,32 @@ def serve(
         sys.exit(1)
 
 
+def _fail(exc: OrchlogError) -> NoReturn:
+    click.echo(f"orchlog: {exc.message}", err=True)
+    sys.exit(1)
+
+
 @main.command()
 @click.option("--db", default=None, help=DB_HELP)
 def migrate(db: str | None) -> None:
     """Create or upgrade the database schema (safe to run again: a no-op when up to date)."""
-    settings = _settings(db=db)
-    from .store import is_postgres, sqlite_path
-    from .store.sqlite import migrate_path
+    from . import admin
 
-    path = sqlite_path(settings.db)
+    settings = _settings(db=db)
     try:
-        if is_postgres(settings.db):
-            import asyncio
-
-            from .store.postgres import PostgresStore
-
-            async def pg_migrate() -> list[str]:
-                store = PostgresStore(settings.db, settings)
-                await store.open()
-                await store.close()
-                return []
-
-            applied = asyncio.run(pg_migrate())
-            path = "PostgreSQL"
-        else:
-            applied = migrate_path(path, settings)
+        applied = admin.migrate(settings)
+        where = admin.describe_db(settings.db)
     except OrchlogError as exc:
-        click.echo(f"orchlog: {exc.message}", err=True)
-        sys.exit(1)
+        _fail(exc)
     if applied:
-        click.echo(f"{path}: applied {', '.join(applied)}")
+        click.echo(f"{where}: applied {', '.join(applied)}")
     else:
-        click.echo(f"{path}: schema is up to date")
+        click.echo(f"{where}: schema is up to date")
 
 
-@main.group()
+@main.group(help=TOKEN_GROUP_HELP)
 def token() -> None:
-    """Create, list and revoke API tokens (stored hashed in the database).
-
-    \b
-    Scopes: read (history, streams, dashboard), ingest (post events, update agents),
-    admin (everything). With --agent, a token only reads / posts for those agents.
-    As soon as one token exists, every request needs one:
-        orchlog token create --name dashboard --scope read
-        curl -H "Authorization: Bearer $TOKEN" localhost:8000/api/v1/events
-    """
-
-
-def _token_db(db: str | None) -> Any:
-    from .store import sqlite_path
-    from .store.sqlite import connect, migrate
-
-    settings = _settings(db=db)
-    conn = connect(sqlite_path(settings.db), settings)
-    migrate(conn)
-    return conn
+    pass
 
 
 @token.command("create")
@@ -154,21 +140,19 @@ def _token_db(db: str | None) -> Any:
 @click.option("--agent", "agents", multiple=True, help="Bind the token to this agent id (repeatable).")
 @click.option("--db", default=None, help=DB_HELP)
 def token_create(name: str, scopes: tuple[str, ...], agents: tuple[str, ...], db: str | None) -> None:
-    """Create a token and print it ONCE (only its hash is stored)."""
-    from .store.tokens import create_token
+    """Create a token and print it ONCE (only its hash is stored). Turns auth on."""
+    from . import admin
 
-    conn = _token_db(db)
+    settings = _settings(db=db)
     try:
-        record, secret = create_token(conn, name, scopes, agents)
+        record, secret = admin.create_token(settings, name, scopes, agents)
     except OrchlogError as exc:
         raise click.UsageError(exc.message) from None
-    finally:
-        conn.close()
     click.echo(secret)
     bound = f", agents {', '.join(record.agent_ids)}" if record.agent_ids else ""
     click.echo(
         f"created token {record.name!r} ({record.id}) with scopes {', '.join(record.scopes)}{bound}; "
-        "store it now, it cannot be shown again",
+        "store it now, it cannot be shown again. Auth is now ON for every client of this database.",
         err=True,
     )
 
@@ -176,38 +160,52 @@ def token_create(name: str, scopes: tuple[str, ...], agents: tuple[str, ...], db
 @token.command("list")
 @click.option("--db", default=None, help=DB_HELP)
 def token_list(db: str | None) -> None:
-    """List tokens (never the secrets)."""
-    from .store.tokens import load_tokens
+    """List active and revoked tokens (never the secrets), then the mode the server is in."""
+    from . import admin
 
-    conn = _token_db(db)
+    settings = _settings(db=db)
     try:
-        records = load_tokens(conn)
-    finally:
-        conn.close()
-    if not records:
-        click.echo("no tokens: the server runs open, on loopback only", err=True)
+        records, state = admin.list_tokens(settings)
+    except OrchlogError as exc:
+        _fail(exc)
     for r in records:
-        state = f"revoked {r.revoked_at}" if r.revoked_at else "active"
+        status = f"revoked {r.revoked_at}" if r.revoked_at else "active"
         agents = ",".join(r.agent_ids) or "all agents"
-        click.echo(f"{r.id}  {r.name:<20} {'+'.join(r.scopes):<18} {agents}  created {r.created_at}  {state}")
+        click.echo(f"{r.id}  {r.name:<20} {'+'.join(r.scopes):<18} {agents}  created {r.created_at}  {status}")
+    if not records:
+        click.echo("no tokens in this database", err=True)
+    click.echo(state.describe(), err=True)
 
 
 @token.command("revoke")
 @click.argument("ref")
+@click.option("--purge", is_flag=True, help="Delete the row as well (same as `token delete`).")
 @click.option("--db", default=None, help=DB_HELP)
-def token_revoke(ref: str, db: str | None) -> None:
-    """Revoke a token by id or name (servers notice within a few seconds)."""
-    from .store.tokens import revoke_token
+def token_revoke(ref: str, purge: bool, db: str | None) -> None:
+    """Revoke a token by id or name (servers notice within a few seconds).
 
-    conn = _token_db(db)
+    The row stays (listed as revoked), so auth stays ON even when no token is active."""
+    _revoke(ref, db, purge=purge)
+
+
+@token.command("delete")
+@click.argument("ref")
+@click.option("--db", default=None, help=DB_HELP)
+def token_delete(ref: str, db: str | None) -> None:
+    """Delete a token by id or name. Deleting the last one turns auth OFF (dev mode)."""
+    _revoke(ref, db, purge=True)
+
+
+def _revoke(ref: str, db: str | None, *, purge: bool) -> None:
+    from . import admin
+
+    settings = _settings(db=db)
     try:
-        record = revoke_token(conn, ref)
+        record, state = admin.revoke_token(settings, ref, purge=purge)
     except OrchlogError as exc:
-        click.echo(f"orchlog: {exc.message}", err=True)
-        sys.exit(1)
-    finally:
-        conn.close()
-    click.echo(f"revoked {record.name!r} ({record.id})")
+        _fail(exc)
+    click.echo(f"{'deleted' if purge else 'revoked'} {record.name!r} ({record.id})")
+    click.echo(state.describe(), err=True)
 
 
 @main.group(invoke_without_command=True)
@@ -323,18 +321,28 @@ def show_config(config_file: str | None) -> None:
 @main.command()
 @click.argument("dest", type=click.Path(dir_okay=False))
 @click.option("--db", default=None, help=DB_HELP)
-def backup(dest: str, db: str | None) -> None:
-    """Copy the database to DEST with SQLite's online backup API (safe while the server runs),
-    then verify the copy with integrity_check."""
-    from .store import sqlite_path
-    from .store.backup import backup_database
+@click.option("--force", is_flag=True, help="Overwrite DEST if it exists.")
+def backup(dest: str, db: str | None, force: bool) -> None:
+    """Copy the SQLite database to DEST with SQLite's online backup API (a consistent snapshot,
+    safe while the server runs), then verify the copy with integrity_check.
+
+    Progress goes to stderr on large databases. For PostgreSQL it prints the pg_dump command to
+    run instead."""
+    from . import admin
 
     settings = _settings(db=db)
+    shown = [-1]
+
+    def progress(copied: int, total: int) -> None:
+        percent = copied * 100 // max(total, 1)
+        if total > BACKUP_PROGRESS_PAGES and percent // 10 != shown[0] // 10:
+            shown[0] = percent
+            click.echo(f"backup: {percent}% ({copied} of {total} pages)", err=True)
+
     try:
-        pages = backup_database(sqlite_path(settings.db), dest)
+        pages = admin.backup(settings, dest, force=force, progress=progress)
     except OrchlogError as exc:
-        click.echo(f"orchlog: {exc.message}", err=True)
-        sys.exit(1)
+        _fail(exc)
     click.echo(f"backed up {pages} pages to {dest}; integrity_check ok")
 
 
@@ -346,6 +354,7 @@ def retention(db: str | None, age: str | None, rows: int | None) -> None:
     """Apply retention now (in small chunks; safe while the server runs), then checkpoint."""
     import asyncio
 
+    from .admin import check_database
     from .runtime import Runtime
 
     settings = _settings(db=db, retention_age=age, retention_rows=rows)
@@ -361,10 +370,10 @@ def retention(db: str | None, age: str | None, rows: int | None) -> None:
             await rt.store.close()
 
     try:
+        check_database(settings)
         deleted = asyncio.run(run())
     except OrchlogError as exc:
-        click.echo(f"orchlog: {exc.message}", err=True)
-        sys.exit(1)
+        _fail(exc)
     if not deleted:
         click.echo("no retention configured: pass --age and/or --rows, or set ORCHLOG_RETENTION_AGE / _ROWS")
     for table, n in deleted.items():

@@ -89,7 +89,7 @@ def preflight(settings: Settings) -> int:
             store = open_store(settings)
             await store.open()  # migrates
             try:
-                return [t for t in await store.load_tokens() if not t.revoked_at]
+                return await store.load_tokens()  # revoked rows keep auth on too (AUTH_RULE)
             finally:
                 await store.close()
 
@@ -100,7 +100,7 @@ def preflight(settings: Settings) -> int:
             conn = connect(path, settings)
             try:
                 migrate(conn)
-                tokens = [t for t in load_tokens(conn) if not t.revoked_at]
+                tokens = load_tokens(conn)
             finally:
                 conn.close()
         except sqlite3.Error as exc:

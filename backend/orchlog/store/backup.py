@@ -4,25 +4,40 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 
 from ..errors import OrchlogError
 
+STEP_PAGES = 4096  # 16 MiB at the default page size: a progress report per step
 
-def backup_database(source: str, dest: str) -> int:
+
+def backup_database(source: str, dest: str, progress: Callable[[int, int], None] | None = None) -> int:
     """Copy ``source`` to ``dest`` atomically (written beside it, verified, then renamed).
 
-    One backup step copies every page inside one read transaction: a consistent snapshot that
-    concurrent writers (WAL) neither block nor restart. Returns the number of pages copied."""
+    The source connection holds ONE read transaction for the whole copy, so the steps (each
+    reported to ``progress(copied, total)``) all read the same snapshot, which concurrent writers
+    (WAL) neither block nor restart. Returns the number of pages copied."""
     if not os.path.exists(source):
         raise OrchlogError(f"no database at {source}")
     tmp = dest + ".partial"
     for leftover in (tmp, tmp + "-wal", tmp + "-shm"):
         if os.path.exists(leftover):
             os.remove(leftover)
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
-    dst = sqlite3.connect(tmp)
     try:
-        src.backup(dst, pages=-1)
+        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30, isolation_level=None)
+        dst = sqlite3.connect(tmp)
+    except sqlite3.Error as exc:
+        raise OrchlogError(f"backup failed: cannot open {source} or {tmp}: {exc}") from exc
+
+    def report(_status: int, remaining: int, total: int) -> None:
+        if progress is not None:
+            progress(total - remaining, total)
+
+    try:
+        src.execute("BEGIN")
+        src.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the snapshot starts here
+        src.backup(dst, pages=STEP_PAGES, progress=report, sleep=0)
+        src.execute("COMMIT")
         dst.execute("PRAGMA journal_mode = DELETE")
         result = dst.execute("PRAGMA integrity_check").fetchone()[0]
         if result != "ok":
