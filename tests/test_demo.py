@@ -24,7 +24,8 @@ async def test_demo_populates_a_running_server(server: Server, client: httpx.Asy
     assert result.returncode == 0, result.stderr
     assert "dashboard:" in result.stdout and "orchlog demo: posted" in result.stdout
     names = {a["name"] for a in (await client.get("/api/v1/agents")).json()["items"]}
-    assert {"planner", "builder", "reviewer", "tester"} <= names
+    roles = {n.rsplit("-", 1)[0] for n in names}
+    assert {"demo-planner", "demo-builder", "demo-reviewer", "demo-tester"} <= roles, names
     events = await history(client)
     kinds = {(e["data"].get("event_category"), e["data"].get("event_type")) for e in events if e["kind"] == "agent_log"}
     assert ("hook", "PreToolUse") in kinds and any(cat == "response" for cat, _ in kinds)

@@ -14,6 +14,10 @@ from .config import Settings
 from .errors import OrchlogError
 
 DB_HELP = "Database: a SQLite path, sqlite:///path or postgresql://... (env ORCHLOG_DB). Default ./orchlog.db."
+DEFAULT_URL = "http://127.0.0.1:8000"
+URL_HELP = f"Server URL (env ORCHLOG_URL). Default {DEFAULT_URL}."
+TOKEN_HELP = "Bearer token (env ORCHLOG_TOKEN)."
+KIND_CHOICES = ["agent", "system", "agent_log", "system_log"]
 BACKUP_PROGRESS_PAGES = 25_600  # about 100 MiB: smaller copies finish before progress would help
 TOKEN_GROUP_HELP = f"""Create, list, revoke and delete API tokens (stored hashed in the database).
 
@@ -293,20 +297,22 @@ def hook_install(
 
 
 @main.command()
-@click.option("--url", envvar="ORCHLOG_URL", default="http://127.0.0.1:8000", show_default=True, help="Server URL.")
+@click.option("--url", envvar="ORCHLOG_URL", default=DEFAULT_URL, help=URL_HELP)
+@click.option("--token", envvar="ORCHLOG_TOKEN", default=None, help=TOKEN_HELP + " Needs the ingest scope.")
 @click.option("--db", default="./orchlog-demo.db", show_default=True, help="Database for a server started by the demo.")
 @click.option("--agents", type=click.IntRange(1, 6), default=4, show_default=True)
 @click.option("--rate", type=float, default=20.0, show_default=True, help="Events per second.")
 @click.option("--seconds", type=float, default=None, help="Stop after this long (default: until Ctrl-C).")
-def demo(url: str, db: str, agents: int, rate: float, seconds: float | None) -> None:
+def demo(url: str, token: str | None, db: str, agents: int, rate: float, seconds: float | None) -> None:
     """Simulate a small agent fleet (tool calls, responses, warnings, errors, status changes).
 
-    Starts a server on --url if none answers, then posts events until Ctrl-C. Open the
-    dashboard at the URL, or run `orchlog tail -f` in another terminal, and watch.
+    Starts a server on --url (with its own --db) if none answers, then posts events until Ctrl-C.
+    Each run makes its own orchestrator and agents (demo-planner-XXXX, ...), so it never writes
+    as an agent you already have. Open the dashboard at the URL, or `orchlog tail -f`, and watch.
     """
     from .demo import run_demo
 
-    sys.exit(run_demo(url, db=db, agents=agents, rate=rate, seconds=seconds))
+    sys.exit(run_demo(url, token=token, db=db, agents=agents, rate=rate, seconds=seconds))
 
 
 @main.command("config")
@@ -380,10 +386,6 @@ def retention(db: str | None, age: str | None, rows: int | None) -> None:
         click.echo(f"{table}: deleted {n} rows")
 
 
-URL_HELP = "Server URL (env ORCHLOG_URL). Default http://127.0.0.1:8000."
-TOKEN_HELP = "Bearer token (env ORCHLOG_TOKEN)."
-
-
 @main.command(context_settings={"ignore_unknown_options": False})
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new events as they are committed (like tail -f).")
 @click.option(
@@ -391,11 +393,16 @@ TOKEN_HELP = "Bearer token (env ORCHLOG_TOKEN)."
     "--lines",
     type=click.IntRange(0, 100_000),
     default=None,
-    help="Start with the last N events (default 10).",
+    help="Start with the last N events (default 10; with --since: the last N of those); not with --after.",
 )
 @click.option("--since", default=None, help="Only events at or after this time: 10m, 2h, 1d or an ISO-8601 time.")
 @click.option("--until", default=None, help="Only events before this time (same forms as --since).")
-@click.option("--after", type=click.IntRange(0), default=None, help="Start after this seq (0 = from the beginning).")
+@click.option(
+    "--after",
+    type=click.IntRange(0),
+    default=None,
+    help="Start after this seq (0 = from the beginning); not with -n.",
+)
 @click.option(
     "--cursor-file",
     type=click.Path(dir_okay=False),
@@ -420,9 +427,9 @@ TOKEN_HELP = "Bearer token (env ORCHLOG_TOKEN)."
 )
 @click.option(
     "--kind",
-    type=click.Choice(["agent", "system"]),
+    type=click.Choice(KIND_CHOICES),
     default=None,
-    help="Only agent logs or only system logs.",
+    help="Only agent logs or only system logs (agent_log / system_log work too).",
 )
 @click.option("--task", default=None, help="Only this task_slug.")
 @click.option("--grep", default=None, help="Only events whose text contains PATTERN (case-insensitive), highlighted.")
@@ -442,7 +449,7 @@ TOKEN_HELP = "Bearer token (env ORCHLOG_TOKEN)."
     help="auto: only on a terminal, and never when NO_COLOR is set.",
 )
 @click.option("--timestamps", is_flag=True, help="Full UTC timestamps instead of the local time of day.")
-@click.option("--url", envvar="ORCHLOG_URL", default="http://127.0.0.1:8000", show_default=True, help=URL_HELP)
+@click.option("--url", envvar="ORCHLOG_URL", default=DEFAULT_URL, help=URL_HELP)
 @click.option("--token", envvar="ORCHLOG_TOKEN", default=None, help=TOKEN_HELP)
 def tail(**kw: Any) -> None:
     """Print events from a running server, and follow new ones with -f.
@@ -479,12 +486,12 @@ def tail(**kw: Any) -> None:
 @main.command()
 @click.option(
     "--kind",
-    type=click.Choice(["agent", "system"]),
+    type=click.Choice(KIND_CHOICES),
     default="system",
     show_default=True,
-    help="What plain-text lines become.",
+    help="What plain-text lines become (agent = agent_log, system = system_log).",
 )
-@click.option("--agent", default=None, help="Agent name or id (required for --kind agent).")
+@click.option("--agent", default=None, help="Agent name or id (required for --kind agent; a name must be unique).")
 @click.option("--level", default="INFO", show_default=True, help="Level for plain-text lines.")
 @click.option("--type", "event_type", default="text", show_default=True, help="event_type for plain-text agent lines.")
 @click.option("--category", default="response", show_default=True, type=click.Choice(["hook", "response", "adw_step"]))
@@ -494,40 +501,27 @@ def tail(**kw: Any) -> None:
     type=click.Path(dir_okay=False),
     help="Keep unsent events in this SQLite file while the server is down.",
 )
-@click.option("--url", envvar="ORCHLOG_URL", default="http://127.0.0.1:8000", show_default=True, help=URL_HELP)
+@click.option("--strict", is_flag=True, help="Refuse a line that starts with '{' but is not valid JSON (exit 2).")
+@click.option(
+    "--wait", "wait_s", type=click.FloatRange(0), default=10.0, show_default=True, help="Longest wait to send (s)."
+)
+@click.option("--url", envvar="ORCHLOG_URL", default=DEFAULT_URL, help=URL_HELP)
 @click.option("--token", envvar="ORCHLOG_TOKEN", default=None, help=TOKEN_HELP)
-def post(
-    kind: str,
-    agent: str | None,
-    level: str,
-    event_type: str,
-    category: str,
-    spool: str | None,
-    url: str,
-    token: str | None,
-) -> None:
+def post(**kw: Any) -> None:
     """Post events read from stdin, one per line: a JSON object, or plain text.
 
     \b
     Batches, retries (idempotently) and prints a summary to stderr:
         my-agent 2>&1 | orchlog post --kind system --level INFO
         cat events.ndjson | orchlog post
+    \b
+    A line that starts with '{' but is not JSON is posted as text with a warning (--strict refuses it).
+    An unreachable server is reported at once; without --spool what is read then is counted as dropped.
+    Exit codes: 0 all stored, 1 not all stored, 2 bad usage or input, 3 authentication refused.
     """
-    from .post import run_post
+    from .post import PostOptions, run_post
 
-    sys.exit(
-        run_post(
-            sys.stdin,
-            kind=kind,
-            agent=agent,
-            level=level,
-            event_type=event_type,
-            category=category,
-            spool=spool,
-            url=url,
-            token=token,
-        )
-    )
+    sys.exit(run_post(sys.stdin, PostOptions(**kw)))
 
 
 @main.command()

@@ -349,6 +349,7 @@ class SenderStats:
     dropped: int = 0  # lost to the overflow policy (buffer and spool full)
     spooled: int = 0
     retries: int = 0
+    refused_status: int | None = None  # the HTTP status of the last batch refused as a whole (401, 403, 413...)
     last_error: str = ""
     errors: list[str] = field(default_factory=list)
 
@@ -640,6 +641,7 @@ class EventSender:
                     batch = [item for i, item in enumerate(batch) if i not in bad]
                     continue
             self.stats.rejected += len(batch)
+            self.stats.refused_status = response.status_code
             self._note(f"server refused a batch of {len(batch)} ({response.status_code}): {response.text[:300]}")
             return
 

@@ -31,6 +31,26 @@ AGENT_COLORS = (
 )
 
 
+# Every C0 control (tab and newline included: newlines are rendered by the formatter itself),
+# DEL, and every C1 control (U+0080..U+009F: 8-bit CSI/OSC); any client may post these, and raw
+# they would move the cursor, set the window title or write the clipboard (OSC 52).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_NAMED = {"\t": "\\t", "\r": "\\r", "\n": "\\n", "\x1b": "\\e"}
+
+
+def safe(text: str) -> str:
+    """``text`` with every control character shown as an escape (``\\e[2J``, ``\\x07``, ``\\u009b``)."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}"
+
+
 def agent_color(name: str) -> str:
     """The same agent always gets the same colour, in every run (crc32, not Python's hash)."""
     return AGENT_COLORS[zlib.crc32(name.encode()) % len(AGENT_COLORS)]
@@ -61,27 +81,27 @@ class Formatter:
         text = str((data.get("content") if kind == "agent_log" else data.get("message")) or "")
         if self.output == "raw":
             return text
-        stamp = str(data.get("timestamp") or "")
+        stamp = safe(str(data.get("timestamp") or ""))
         if not self.timestamps:
             stamp = _short_time(stamp)
-        level = str(data.get("level") or "INFO")
+        level = safe(str(data.get("level") or "INFO"))
         parts = [
             self.style(stamp, dim=True),
             self.style(f"{level:<8}", fg=LEVEL_COLORS.get(level, "white"), bold=level in ("ERROR", "CRITICAL")),
         ]
         if kind == "agent_log":
             agent_id = str(data.get("agent_id") or "")
-            name = self.agents.get(agent_id) or agent_id[:8]
+            name = safe(self.agents.get(agent_id) or agent_id[:8])
             parts.append(self.style(name, fg=agent_color(name)))
-            parts.append(self.style(f"{data.get('event_category')}/{data.get('event_type')}", dim=True))
+            parts.append(self.style(safe(f"{data.get('event_category')}/{data.get('event_type')}"), dim=True))
         else:
             parts.append(self.style("system", fg="white", bold=True))
             if data.get("file_path"):
-                parts.append(self.style(str(data["file_path"]), dim=True))
+                parts.append(self.style(safe(str(data["file_path"])), dim=True))
         first, *rest = text.split("\n") if text else [""]
-        out = " ".join(parts) + " " + self._highlight(first)
+        out = " ".join(parts) + " " + self._highlight(safe(first))
         if rest:
-            out += "".join("\n    " + self._highlight(ln) for ln in rest)
+            out += "".join("\n    " + self._highlight(safe(ln)) for ln in rest)
         return out
 
     def _highlight(self, text: str) -> str:
@@ -90,6 +110,7 @@ class Formatter:
         return self._grep_re.sub(lambda m: click.style(m.group(0), fg="black", bg="yellow"), text)
 
     def notice(self, text: str, *, warning: bool = False) -> str:
+        text = safe(text)
         if warning:
             return self.style(f"orchlog: {text}", fg="yellow", bold=True)
         return self.style(f"orchlog: {text}", dim=True)

@@ -18,6 +18,7 @@ from .errors import BadParameter
 from .models import CATEGORIES, LEVEL_RANK, LEVELS, canonical_ts, canonical_uuid, format_ts, normalize_level
 
 KINDS = ("agent_log", "system_log")
+KIND_ALIASES = {"agent": "agent_log", "system": "system_log"}  # the CLI's short spellings, accepted everywhere
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -117,7 +118,7 @@ class EventFilter:
         With ``fulltext`` (the history API), ``q`` is a full-text query (phrases, ``prefix*``,
         AND/OR/NOT) and ``contains`` is the plain substring; on streams ``q`` is the substring,
         because a live event must match exactly as it would on replay."""
-        kinds = _choice("kind", _values(params, "kind"), KINDS, lambda v: v.lower())
+        kinds = _choice("kind", _values(params, "kind"), KINDS, lambda v: KIND_ALIASES.get(v.lower(), v.lower()))
         agent_ids = []
         for value in _values(params, "agent_id"):
             try:

@@ -17,8 +17,10 @@ from typing import Any, TextIO
 
 import orjson
 
+from .agentref import AgentRefError, as_uuid, pick_agent
 from .client import AsyncClient, AuthError, OrchlogClientError
 from .console import Formatter
+from .filters import KIND_ALIASES
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -85,6 +87,11 @@ class Tail:
         )
 
     async def run(self) -> int:
+        if self.o.lines is not None and self.o.after is not None:
+            raise UsageProblem(
+                "-n/--lines (start with the last N events) and --after (start after a seq) pick the "
+                "start in two different ways; use one of them (`orchlog tail --help`)"
+            )
         async with AsyncClient(self.o.url, token=self.o.token) as client:
             params = await self._params(client)
             start: dict[str, Any] = {}
@@ -121,7 +128,7 @@ class Tail:
         if self.o.categories:
             params["event_category"] = list(self.o.categories)
         if self.o.kind:
-            params["kind"] = {"agent": "agent_log", "system": "system_log"}.get(self.o.kind, self.o.kind)
+            params["kind"] = KIND_ALIASES.get(self.o.kind, self.o.kind)
         if self.o.task:
             params["task_slug"] = self.o.task
         if self.o.grep:
@@ -134,19 +141,14 @@ class Tail:
 
     async def _resolve_agents(self, client: AsyncClient) -> list[str]:
         agents = await client.list_agents(limit=1000)
-        by_name = {a["name"]: a["id"] for a in agents}
         self.fmt.agents.update({a["id"]: a["name"] for a in agents})
         ids = []
         for ref in self.o.agents:
-            if ref in by_name:
-                ids.append(by_name[ref])
-            elif ref.lower() in self.fmt.agents:
-                ids.append(ref.lower())
-            elif len(ref) == 36 and ref.count("-") == 4:
-                ids.append(ref)
-            else:
-                names = ", ".join(sorted(by_name)[:10]) or "none yet"
-                raise UsageProblem(f"no agent named {ref!r} (known: {names})")
+            named = [] if as_uuid(ref) else await client.list_agents(name=ref, limit=100)
+            try:
+                ids.append(pick_agent(ref, named, [a["name"] for a in agents]))
+            except AgentRefError as exc:
+                raise UsageProblem(str(exc)) from None
         return ids
 
     async def _consume(self, client: AsyncClient, start: dict[str, Any], params: dict[str, Any]) -> None:
