@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from pydantic import SecretStr
+
 from .errors import Forbidden, OrchlogError, PayloadTooLarge, RateLimited, Unauthorized
 from .filters import EventFilter
 
@@ -86,9 +88,11 @@ class TokenRecord:
         return Principal(self.name, frozenset(self.scopes), frozenset(self.agent_ids), self.id)
 
 
-def parse_seeded(spec: str) -> list[TokenRecord]:
+def parse_seeded(spec: str | SecretStr) -> list[TokenRecord]:
     """Tokens from settings (``ORCHLOG_TOKENS``): ``name:scope+scope:token`` entries, comma
     separated, e.g. ``ci:ingest:olg_x,dash:read:olg_y``. Kept hashed in memory only."""
+    if isinstance(spec, SecretStr):
+        spec = spec.get_secret_value()
     out = []
     for n, entry in enumerate(filter(None, (e.strip() for e in spec.split(",")))):
         parts = entry.split(":", 2)

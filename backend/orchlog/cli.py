@@ -35,10 +35,12 @@ admin (everything). With --agent, a token only reads / posts for those agents.
 
 
 def _settings(config: str | None = None, **overrides: Any) -> Settings:
+    """Load and validate every setting; bad ones are listed at once (exit 2), never a traceback."""
     try:
         return Settings.load(overrides, config_file=config)
     except OrchlogError as exc:
-        raise click.UsageError(exc.message) from None
+        click.echo(f"orchlog: {exc.message}", err=True)
+        sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -55,7 +57,9 @@ def main() -> None:
         curl 'localhost:8000/api/v1/events?after=0'
     Watch it live (WebSocket): ws://127.0.0.1:8000/api/v1/stream?after=0
 
-    Every option also reads an ORCHLOG_* environment variable (ORCHLOG_DB, ORCHLOG_PORT, ...).
+    Every server setting also reads an ORCHLOG_* environment variable (ORCHLOG_DB, ORCHLOG_PORT,
+    ...; the full list: `orchlog config --markdown`); the client commands read ORCHLOG_URL and
+    ORCHLOG_TOKEN.
     """
 
 
@@ -71,6 +75,12 @@ def main() -> None:
     "FULL: they also survive power loss, at a cost per commit.",
 )
 @click.option("--log-level", default=None, help="debug, info, warning, error (env ORCHLOG_LOG_LEVEL).")
+@click.option(
+    "--access-log",
+    is_flag=True,
+    default=None,
+    help="Log every request (env ORCHLOG_ACCESS_LOG). Default: only errors and slow requests.",
+)
 @click.option("--config", "config_file", default=None, help="TOML settings file (env ORCHLOG_CONFIG).")
 @click.option(
     "--insecure-no-auth",
@@ -84,6 +94,7 @@ def serve(
     port: int | None,
     synchronous: str | None,
     log_level: str | None,
+    access_log: bool | None,
     config_file: str | None,
     insecure_no_auth: bool | None,
 ) -> None:
@@ -99,6 +110,7 @@ def serve(
         port=port,
         synchronous=synchronous.upper() if synchronous else None,
         log_level=log_level,
+        access_log=access_log or None,
         insecure_no_auth=insecure_no_auth or None,
     )
     from .server import serve as run_server
@@ -317,11 +329,25 @@ def demo(url: str, token: str | None, db: str, agents: int, rate: float, seconds
 
 @main.command("config")
 @click.option("--config", "config_file", default=None, help="TOML settings file (env ORCHLOG_CONFIG).")
-def show_config(config_file: str | None) -> None:
-    """Print the effective settings (flags > ORCHLOG_* env > TOML file > defaults), secrets hidden."""
-    settings = _settings(config_file)
-    for key, value in settings.public().items():
-        click.echo(f"{key} = {value!r}")
+@click.option("--check", is_flag=True, help="Only validate: print every problem, exit 1 if there is one.")
+@click.option("--markdown", is_flag=True, help="Print the table of every setting (as in the README).")
+def show_config(config_file: str | None, check: bool, markdown: bool) -> None:
+    """Print the effective settings as TOML that --config accepts back (flags > ORCHLOG_* env >
+    TOML file > defaults); secrets are never printed."""
+    from .config import settings_table, to_toml
+
+    if markdown:
+        click.echo(settings_table(), nl=False)
+        return
+    try:
+        settings = Settings.load(config_file=config_file)
+    except OrchlogError as exc:
+        click.echo(f"orchlog: {exc.message}", err=True)
+        sys.exit(1)
+    if check:
+        click.echo("settings ok", err=True)
+        return
+    click.echo(to_toml(settings), nl=False)
 
 
 @main.command()

@@ -22,7 +22,7 @@ import uvicorn
 from .api.app import create_app
 from .config import Settings
 from .errors import OrchlogError
-from .logs import configure_logging
+from .logs import AccessPolicy, configure_logging
 from .origins import LOOPBACK_HOSTS
 from .runtime import Runtime
 
@@ -140,7 +140,9 @@ def serve(settings: Settings) -> None:
     )
     config = uvicorn.Config(app, **config_kw)
     server = OrchlogServer(config, runtime)
-    logging.getLogger("orchlog.access").addFilter(RedactTickets())
+    access = logging.getLogger("orchlog.access")
+    access.addFilter(AccessPolicy(log_all=settings.access_log, slow_s=settings.slow_request_s))
+    access.addFilter(RedactTickets())
     log.info("orchlog serving %s on http://%s:%s", settings.db, settings.host, settings.port)
     try:
         server.run()
