@@ -11,7 +11,9 @@ from ..errors import OrchlogError
 STEP_PAGES = 4096  # 16 MiB at the default page size: a progress report per step
 
 
-def backup_database(source: str, dest: str, progress: Callable[[int, int], None] | None = None) -> int:
+def backup_database(
+    source: str, dest: str, progress: Callable[[int, int], None] | None = None, *, step_pages: int = STEP_PAGES
+) -> int:
     """Copy ``source`` to ``dest`` atomically (written beside it, verified, then renamed).
 
     The source connection holds ONE read transaction for the whole copy, so the steps (each
@@ -36,7 +38,7 @@ def backup_database(source: str, dest: str, progress: Callable[[int, int], None]
     try:
         src.execute("BEGIN")
         src.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the snapshot starts here
-        src.backup(dst, pages=STEP_PAGES, progress=report, sleep=0)
+        src.backup(dst, pages=step_pages, progress=report, sleep=0)
         src.execute("COMMIT")
         dst.execute("PRAGMA journal_mode = DELETE")
         result = dst.execute("PRAGMA integrity_check").fetchone()[0]
