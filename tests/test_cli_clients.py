@@ -123,6 +123,13 @@ def test_post_demo_and_tail_take_token_and_explain_refusals(tmp_path: Path) -> N
 # ---------------------------------------------------------------- tail: start, terminal safety, kinds
 
 
+def test_tail_from_a_closed_port_says_where_it_looked_and_what_to_check() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    done = cli("tail", "-n", "1", "--url", url)
+    assert done.returncode == 1, done
+    assert url in done.stderr and "--url / ORCHLOG_URL" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_tail_after_with_lines_is_refused_with_the_reason(srv: Server) -> None:
     done = cli("tail", "--after", "1", "-n", "2", "--url", srv.url)
     assert done.returncode == 2, done

@@ -227,7 +227,8 @@ def run_tail(options: TailOptions) -> int:
         if exc.status == 400 or (exc.status is None and "bad stream parameters" in str(exc)):
             sys.stderr.write(f"orchlog tail: {exc}\n")
             return EXIT_USAGE
-        sys.stderr.write(f"orchlog tail: {exc}\n")
+        hint = "; is `orchlog serve` running there? (--url / ORCHLOG_URL)" if exc.status is None else ""
+        sys.stderr.write(f"orchlog tail: {exc}{hint}\n")
         return 1
 
 
