@@ -203,7 +203,10 @@ class Settings(Limits, BaseSettings):
         flags = {k: v for k, v in (overrides or {}).items() if v is not None}
         unknown = unknown_variables(env)
         if unknown:
-            log.warning("ignoring unknown environment variables (not orchlog settings): %s", ", ".join(unknown))
+            log.warning(
+                "orchlog: ignoring %s: not an orchlog setting (a typo? `orchlog config --markdown` lists them)",
+                ", ".join(unknown),
+            )
         try:
             with _loading(env, file_values):
                 return cls(**flags)
