@@ -42,6 +42,21 @@ _DURATION = re.compile(r"^\d+(\.\d+)?\s*[smhdw]$")
 log = logging.getLogger("orchlog.config")
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # two letters at least: C:\\ is a Windows path
+DB_SCHEMES = ("sqlite://", "postgresql://", "postgres://")
+
+
+def check_db_url(url: str) -> str:
+    """The ``--db`` rule, in one place: a path, ``sqlite:///path`` or ``postgresql://...``; any
+    other ``scheme:`` is refused, never taken for a file name (it used to become a directory)."""
+    if not url.startswith(DB_SCHEMES) and _SCHEME.match(url):
+        raise OrchlogError(
+            f"--db {url!r} is neither a path nor a supported URL "
+            "(use a file path, sqlite:///path or postgresql://user@host/db)"
+        )
+    return url
+
+
 def _f(default: Any, doc: str, *, flag: bool = False, **kw: Any) -> Any:
     """A field with its one-line documentation (README table, ``--help``) and whether
     ``orchlog serve`` has a flag for it."""
@@ -135,14 +150,10 @@ class Settings(Limits, BaseSettings):
     @field_validator("db")
     @classmethod
     def _db(cls, value: str) -> str:
-        from .store import is_postgres, sqlite_path  # the one place that knows the URL forms
-
-        if not is_postgres(value):
-            try:
-                sqlite_path(value)
-            except OrchlogError as exc:
-                raise ValueError(exc.message) from None
-        return value
+        try:
+            return check_db_url(value)
+        except OrchlogError as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("tokens")
     @classmethod

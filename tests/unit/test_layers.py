@@ -35,12 +35,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "__init__",
         ),
     ),
-    ("client", ("client", "post", "tail", "demo", "hook", "hook_install")),
+    ("client", ("client", "agentref", "post", "tail", "demo", "hook", "hook_install")),
     ("store", ("store", "writer", "retention")),
     ("stream", ("stream",)),
     ("runtime", ("runtime", "ingest")),
     ("api", ("api",)),
-    ("entry", ("server", "cli", "__main__", "bench")),
+    ("entry", ("server", "cli", "cli_admin", "admin", "__main__", "bench")),
 ]
 MAY_IMPORT = {
     "core": {"core"},

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
-from ..config import Settings
-from ..errors import OrchlogError
+from ..config import Settings, check_db_url
 from .base import Store
-
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # two letters at least: C:\\ is a Windows path
 
 
 def open_store(settings: Settings) -> Store:
@@ -29,15 +24,11 @@ def is_postgres(url: str) -> bool:
 
 def sqlite_path(url: str) -> str:
     """The file behind ``url``; a URL of any other scheme is refused (never taken as a path)."""
+    check_db_url(url)
     if url.startswith("sqlite:///"):
         return url[len("sqlite:///") :] or "orchlog.db"
     if url.startswith("sqlite://"):
         return url[len("sqlite://") :]
-    if _SCHEME.match(url):
-        raise OrchlogError(
-            f"--db {url!r} is neither a path nor a supported URL "
-            "(use a file path, sqlite:///path or postgresql://user@host/db)"
-        )
     return url
 
 
