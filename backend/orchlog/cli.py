@@ -11,6 +11,7 @@ import click
 from . import __version__
 from .cli_admin import COMMANDS, DB_HELP, DEFAULT_URL, KIND_CHOICES, TOKEN_HELP, URL_HELP, load_settings
 from .errors import OrchlogError
+from .models import CATEGORIES, LEVELS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -222,7 +223,7 @@ def demo(url: str, token: str | None, db: str, agents: int, rate: float, seconds
 @click.option(
     "-p",
     "--level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+    type=click.Choice(LEVELS, case_sensitive=False),
     default=None,
     help="Minimum level.",
 )
@@ -231,7 +232,7 @@ def demo(url: str, token: str | None, db: str, agents: int, rate: float, seconds
     "--category",
     "categories",
     multiple=True,
-    type=click.Choice(["hook", "response", "adw_step"]),
+    type=click.Choice(CATEGORIES),
     help="Only this event_category. Repeatable.",
 )
 @click.option(
@@ -303,7 +304,7 @@ def tail(**kw: Any) -> None:
 @click.option("--agent", default=None, help="Agent name or id (required for --kind agent; a name must be unique).")
 @click.option("--level", default="INFO", show_default=True, help="Level for plain-text lines.")
 @click.option("--type", "event_type", default="text", show_default=True, help="event_type for plain-text agent lines.")
-@click.option("--category", default="response", show_default=True, type=click.Choice(["hook", "response", "adw_step"]))
+@click.option("--category", default="response", show_default=True, type=click.Choice(CATEGORIES))
 @click.option(
     "--spool",
     default=None,

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 import click
 
-from .auth import AUTH_RULE
+from .auth import AUTH_RULE, SCOPES
 from .config import Settings
 from .errors import OrchlogError
 
@@ -75,7 +75,7 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--name", required=True, help="A unique name (shown in logs and `token list`).")
-@click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(["read", "ingest", "admin"]))
+@click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(SCOPES))
 @click.option("--agent", "agents", multiple=True, help="Bind the token to this agent id (repeatable).")
 @click.option("--db", default=None, help=DB_HELP)
 def token_create(name: str, scopes: tuple[str, ...], agents: tuple[str, ...], db: str | None) -> None:

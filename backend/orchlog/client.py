@@ -37,6 +37,8 @@ from typing import Any, Literal
 import httpx
 import orjson
 
+from .closecodes import CloseCode
+
 __all__ = [
     "AsyncClient",
     "AuthError",
@@ -247,9 +249,9 @@ class AsyncClient:
                 error = f"HTTP {status}"
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else 1006
-                if code in (4401, 4403, 1008):
+                if code in (CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN, CloseCode.POLICY):
                     raise AuthError(f"the server closed the stream: {exc.rcvd.reason if exc.rcvd else code}") from exc
-                if code == 4400:
+                if code == CloseCode.BAD_REQUEST:
                     raise OrchlogClientError(f"bad stream parameters: {exc.rcvd.reason if exc.rcvd else ''}") from exc
                 error = f"closed ({code})"
             except (OSError, TimeoutError, InvalidHandshake) as exc:  # e.g. the server died mid-handshake
