@@ -14,6 +14,8 @@ FILES = {
     "index.html": ("index.html", "text/html; charset=utf-8"),
     "app.js": ("app.js", "text/javascript; charset=utf-8"),
     "style.css": ("style.css", "text/css; charset=utf-8"),
+    "format.js": ("format.js", "text/javascript; charset=utf-8"),
+    "vlist.js": ("vlist.js", "text/javascript; charset=utf-8"),
 }
 
 
