@@ -278,6 +278,7 @@ async function restart() {
       takeEvents(items, "older");
       state.lastSeq = state.around;
       state.protect = [items.length ? items[0].seq : state.around, state.around];
+      state.scrollTo = state.around; // centred on the next paint, once its row exists
     } catch (e) {
       showNotice(`Could not load the context: ${e.message}`, "warn");
     }
@@ -698,6 +699,18 @@ function paint() {
   painting = false;
   trim();
   if (state.follow && !state.paused) list.scrollToBottom();
+  if (state.scrollTo != null) {
+    // keep centring the target until it is on screen (heights settle as rows are measured) or
+    // the reader scrolls somewhere else
+    const i = rowIndexOfSeq(state.scrollTo);
+    const hit = i < state.rows.length ? i : Math.max(0, i - 1);
+    if (state.rows.length) {
+      list.render();
+      const [first, last] = list.visibleRange();
+      if (hit < first || hit > last) list.scrollToIndex(hit);
+      else state.scrollTo = null;
+    }
+  }
   list.render();
   if (state.follow && !state.paused && !list.atBottom(2)) {
     list.scrollToBottom(); // measured heights moved the bottom
@@ -751,7 +764,9 @@ function buildRow(r) {
   el.className = `row ${ev.type} lvl-${d.level}`;
   if (r.post) el.classList.add("paired", `lvl-post-${r.post.data.level}`);
   if (r.open) el.classList.add("open");
-  if (ev.seq === state.around) el.classList.add("target");
+  if (state.around != null && (ev.seq === state.around || (r.post && r.post.seq === state.around))) {
+    el.classList.add("target");
+  }
   el.dataset.seq = ev.seq;
   if (r.post) el.dataset.postSeq = r.post.seq;
   const t = formatTime(d.timestamp, state.utc);
@@ -1118,6 +1133,7 @@ function wire() {
   scroller.addEventListener("scroll", () => {
     // a position paint() left is not the reader's doing (content grew, heights were measured)
     if (Math.abs(scroller.scrollTop - paintedTop) < 1) return;
+    state.scrollTo = null;
     if (list.atBottom(40)) {
       if (!state.follow && !state.paused) {
         state.follow = true;

@@ -50,7 +50,7 @@ JS_SHOWN = """() => {
     window.orchlog ? window.orchlog.events() : null,
     window.orchlog ? window.orchlog.rows() : null,
     dom.map((r) => Number(r.dataset.seq)),
-    dom.flatMap((r) => r.dataset.postSeq ? [Number(r.dataset.seq), Number(r.dataset.postSeq)] : [Number(r.dataset.seq)]),
+    dom.flatMap((r) => [Number(r.dataset.seq), ...(r.dataset.postSeq ? [Number(r.dataset.postSeq)] : [])]),
   ];
 }"""
 JS_SHOWS_EXACTLY = """(want) => {
@@ -189,7 +189,22 @@ async def wait_js(page: Page, expr: str, what: str, within: float = 10.0, arg: A
     try:
         await page.wait_for_function(expr, arg=arg, timeout=within * 1000, polling=50)
     except PlaywrightTimeout:
-        raise AssertionError(f"timed out after {within}s waiting for {what}") from None
+        raise AssertionError(f"timed out after {within}s waiting for {what}; {await summary(page)}") from None
+
+
+async def summary(page: Page) -> str:
+    """What the page is doing, for failure messages."""
+    return str(
+        await page.evaluate(
+            """() => { const st = window.orchlog && window.orchlog.state; const s = document.querySelector('#stream');
+              const dom = [...document.querySelectorAll('#stream .row')].map((r) => Number(r.dataset.seq));
+              return st ? {url: location.search, held: st.events.length, rows: st.rows.length, follow: st.follow,
+                mode: document.querySelector('#mode').dataset.mode, conn: document.querySelector('#conn').textContent,
+                lastSeq: st.lastSeq, scrollTop: s.scrollTop, dom: [dom[0], dom.at(-1), dom.length],
+                notice: document.querySelector('#notice').hidden ? null : document.querySelector('#notice').textContent}
+                : 'no window.orchlog'; }"""
+        )
+    )
 
 
 async def rendered(page: Page) -> list[int]:
@@ -208,8 +223,13 @@ def url_filters(page: Page) -> dict[str, list[str]]:
 async def save_screenshot(page: Page, tmp_path: Path, name: str) -> Path:
     shot = tmp_path / name
     await page.screenshot(path=str(shot))
+    return keep_png(shot)
+
+
+def keep_png(shot: Path) -> Path:
+    """Check the file is a PNG worth looking at and copy it to ARTIFACTS."""
     assert shot.is_file() and shot.stat().st_size > 1000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, ARTIFACTS / name)
+    shutil.copyfile(shot, ARTIFACTS / shot.name)
     return shot
