@@ -198,7 +198,7 @@ async def summary(page: Page) -> str:
         await page.evaluate(
             """() => { const st = window.orchlog && window.orchlog.state; const s = document.querySelector('#stream');
               const dom = [...document.querySelectorAll('#stream .row')].map((r) => Number(r.dataset.seq));
-              return st ? {url: location.search, held: st.events.length, rows: st.rows.length, follow: st.follow,
+              return st ? {url: location.search, held: st.events.length, rows: st.rows && st.rows.length, follow: st.follow,
                 mode: document.querySelector('#mode').dataset.mode, conn: document.querySelector('#conn').textContent,
                 lastSeq: st.lastSeq, scrollTop: s.scrollTop, dom: [dom[0], dom.at(-1), dom.length],
                 notice: document.querySelector('#notice').hidden ? null : document.querySelector('#notice').textContent}
