@@ -502,6 +502,7 @@ function takeEvents(evs, where) {
     const d = ev.data;
     if (d.agent_id && d.timestamp && !(state.lastEventAt.get(d.agent_id) >= d.timestamp)) {
       state.lastEventAt.set(d.agent_id, d.timestamp);
+      agentsDirty = true;
     }
     for (const name of TEXT_FILTERS) if (d[name] && state.values[name].size < 500) state.values[name].add(d[name]);
     const tool = d.payload && d.payload.tool_name;
@@ -789,7 +790,7 @@ function buildRow(r) {
   } else if (d.event_type === PRE && state.pair) {
     badge = `<span class="tool-badge running" title="no PostToolUse yet">…</span>`;
   }
-  const more = lines.length > 1 ? `<span class="more" title="${lines.length} lines">+${lines.length - 1} lines</span>` : "";
+  const more = lines.length > 1 && !r.open ? `<span class="more" title="${lines.length} lines">+${lines.length - 1} lines</span>` : "";
   const q = state.filters.q;
   const body = r.open ? richText(text, q) : richText(lines[0], q);
   el.innerHTML = `<span class="seq">${ev.seq}</span><span class="time" title="${esc(d.timestamp || "")}"><span class="date">${t.date}</span> ${t.time}<span class="zone">${t.zone}</span></span>
@@ -1121,6 +1122,10 @@ function wire() {
   $("notice-close").onclick = hideNotice;
   $("agents-btn").onclick = () => setDrawer(!document.body.classList.contains("drawer-open"));
   $("scrim").onclick = () => setDrawer(false);
+  $("more-filters").onclick = () => {
+    const open = document.body.classList.toggle("filters-open");
+    $("more-filters").setAttribute("aria-expanded", String(open));
+  };
   $("token-dialog").addEventListener("close", () => {
     if ($("token-dialog").returnValue === "save") {
       state.token = $("token-input").value.trim();

@@ -196,13 +196,16 @@ async def summary(page: Page) -> str:
     """What the page is doing, for failure messages."""
     return str(
         await page.evaluate(
-            """() => { const st = window.orchlog && window.orchlog.state; const s = document.querySelector('#stream');
+            """() => {
+              const st = window.orchlog && window.orchlog.state;
+              if (!st) return 'no window.orchlog';
+              const $ = (sel) => document.querySelector(sel);
               const dom = [...document.querySelectorAll('#stream .row')].map((r) => Number(r.dataset.seq));
-              return st ? {url: location.search, held: st.events.length, rows: st.rows && st.rows.length, follow: st.follow,
-                mode: document.querySelector('#mode').dataset.mode, conn: document.querySelector('#conn').textContent,
-                lastSeq: st.lastSeq, scrollTop: s.scrollTop, dom: [dom[0], dom.at(-1), dom.length],
-                notice: document.querySelector('#notice').hidden ? null : document.querySelector('#notice').textContent}
-                : 'no window.orchlog'; }"""
+              return {url: location.search, held: st.events.length, rows: st.rows && st.rows.length,
+                follow: st.follow, mode: $('#mode').dataset.mode, conn: $('#conn').textContent,
+                lastSeq: st.lastSeq, scrollTop: $('#stream').scrollTop, dom: [dom[0], dom.at(-1), dom.length],
+                notice: $('#notice').hidden ? null : $('#notice').textContent};
+            }"""
         )
     )
 
