@@ -597,9 +597,16 @@ function trim() {
   const over = state.events.length - state.maxEvents;
   if (over <= 0) return;
   const slack = Math.min(Math.floor(state.maxEvents / 10), 5000);
-  const [first, last] = list.rows.length ? list.visibleRange() : [0, -1];
-  let loSeq = first <= last ? state.rows[Math.max(0, first - 50)].ev.seq : Infinity;
-  let hiSeq = first <= last ? state.rows[Math.min(state.rows.length - 1, last + 50)].ev.seq : -Infinity;
+  let [first, last] = list.rows.length ? list.visibleRange() : [0, -1];
+  if (state.follow && !state.paused && first <= last) {
+    // this paint scrolls to the newest rows: those are the ones on screen
+    const n = last - first + 1;
+    [first, last] = [Math.max(0, state.rows.length - n), state.rows.length - 1];
+  }
+  // the rows on screen (a paired row's PostToolUse may lie beyond its PreToolUse: keep both)
+  let loSeq = first <= last ? state.rows[first].ev.seq : Infinity;
+  let hiSeq = -Infinity;
+  for (let i = first; i <= last; i++) hiSeq = Math.max(hiSeq, state.rows[i].post ? state.rows[i].post.seq : state.rows[i].ev.seq);
   if (state.protect) {
     loSeq = Math.min(loSeq, state.protect[0]);
     hiSeq = Math.max(hiSeq, state.protect[1]);

@@ -622,3 +622,22 @@ async def test_10_ansi_colours_control_bytes_and_times_with_date_and_zone(
     time = await page.locator(f'#stream .row[data-seq="{seq}"] .time').text_content()
     assert time == "2026-03-04 22:30:05.123Z", time
     dashboard.assert_clean()
+
+
+async def test_3_following_lets_go_of_the_oldest_with_a_notice(
+    dashboard: Dashboard, server: Server, client: httpx.AsyncClient
+):
+    _, agents = await make_agents(client, 2)
+    page = await dashboard.open(server.url + "/?max_events=500")
+    await wait_state(page, "#mode", "mode", "live")
+    for start in range(0, 2000, 500):
+        await post_events(client, mixed_events(agents, 500, start=start))
+    last = (await history_seqs(client))[-1]
+    await wait_js(page, "(seq) => window.orchlog.events().at(-1) === seq", f"the newest event {last}", arg=last)
+    await page.evaluate(JS_NEXT_FRAMES)
+    held = await page.evaluate("window.orchlog.events()")
+    assert len(held) <= 500 and held == list(range(held[0], last + 1))  # the newest, contiguous
+    assert (await visible_rows(page))[-1] == (await page.evaluate("window.orchlog.rows()"))[-1][0]
+    assert "older events were let go" in (await page.text_content("#notice") or "")
+    await wait_state(page, "#mode", "mode", "live")  # still live
+    dashboard.assert_clean()

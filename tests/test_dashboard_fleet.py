@@ -264,3 +264,29 @@ async def test_screenshots(
     assert await page.evaluate("document.documentElement.scrollWidth") <= width
     await save_screenshot(page, tmp_path, f"dashboard-{width}x{height}.png")
     dashboard.assert_clean()
+
+
+@pytest.mark.parametrize("width", [360, 700, 1024, 1920])
+async def test_every_width_from_360_to_1920_fits_and_keeps_every_control(
+    dashboard: Dashboard, server: Server, client: httpx.AsyncClient, width: int
+):
+    await fleet(client)
+    page = await dashboard.open(server.url + "/", width=width, height=800)
+    await wait_state(page, "#mode", "mode", "live")
+    await page.evaluate(JS_NEXT_FRAMES)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= width
+    outside = await page.evaluate(
+        """(width) => [...document.querySelectorAll('header button, header label, #filters > *, #range button')]
+             .filter((el) => el.offsetParent !== null)
+             .filter((el) => { const b = el.getBoundingClientRect(); return b.left < 0 || b.right > width; })
+             .map((el) => el.id || el.textContent)""",
+        width,
+    )
+    assert outside == []
+    for control in ("#pause", "#live", "#older", "#download", "#tz", "#theme", "#token-btn", "#search"):
+        assert await page.locator(control).is_visible(), control
+    # rows wrap rather than scroll sideways
+    assert await page.evaluate(
+        "document.querySelector('#stream').scrollWidth <= document.querySelector('#stream').clientWidth"
+    )
+    dashboard.assert_clean()
