@@ -236,6 +236,7 @@ function renderAgents() {
     const toggle = () => {
       const ids = new Set(state.filters.agents);
       ids.has(a.id) ? ids.delete(a.id) : ids.add(a.id);
+      setDrawer(false); // on a phone, show the filtered rows at once
       setFilters({ agents: [...ids] });
     };
     li.onclick = toggle;

@@ -483,11 +483,12 @@ async def test_6_fits_a_390px_phone(dashboard: Dashboard, server: Server, client
     drawer_right = "() => document.querySelector('#sidebar').getBoundingClientRect().right"
     assert await page.evaluate(drawer_right) <= 0
     await page.click("#agents-btn")
-    await wait_js(page, f"() => ({drawer_right})() > 200", "the drawer to open")
+    await wait_js(page, f"() => ({drawer_right})() > 295", "the drawer to open")
     await page.locator("#agents .agent").first.click()  # its cards work: a filter by that agent
     await wait_js(page, "() => new URLSearchParams(location.search).has('agent_id')", "an agent filter")
+    await wait_js(page, f"() => ({drawer_right})() <= 0", "the drawer to close after a choice")
     await page.click("#agents-btn")
-    await wait_js(page, f"() => ({drawer_right})() > 200", "the drawer to open")
+    await wait_js(page, f"() => ({drawer_right})() > 295", "the drawer to open")
     await save_screenshot(page, tmp_path, "dashboard-390x844-drawer.png")
     await page.keyboard.press("Escape")
     await wait_js(page, "() => !document.body.classList.contains('drawer-open')", "the drawer closes")
