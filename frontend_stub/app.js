@@ -809,6 +809,7 @@ function buildRow(r) {
   if (r.open) el.append(details(r));
   el.addEventListener("click", (e) => {
     if (e.target.closest("a") || e.target.closest(".details")) return;
+    if (String(window.getSelection() || "")) return; // selecting text is not a click
     r.open = !r.open;
     list.invalidate(r);
     schedulePaint();
