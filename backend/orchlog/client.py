@@ -28,7 +28,6 @@ import sqlite3
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from typing import Any, Literal
 
 import httpx
 import orjson
+import uuid_utils
 
 from .closecodes import CloseCode
 
@@ -472,7 +472,7 @@ class EventSender:
         """Queue one event (``kind`` = agent_log / system_log) for sending."""
         event = dict(event)
         if self.assign_ids:  # ids are what make retries idempotent
-            event.setdefault("id", str(uuid.uuid4()))
+            event.setdefault("id", str(uuid_utils.uuid7()))  # time-ordered: cheap to index
             event.setdefault("timestamp", _now())
         try:
             if self.policy == "block":

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .config import Limits
+from .ids import new_id
 
 LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LEVEL_RANK = {name: rank for rank, name in enumerate(LEVELS)}
@@ -156,7 +157,7 @@ class AgentLogIn(_Strict):
     @model_validator(mode="after")
     def _fill(self) -> AgentLogIn:
         if self.id is None:
-            self.id = str(uuid.uuid4())
+            self.id = new_id()
         if self.timestamp is None:
             self.timestamp = now_ts()
         return self
@@ -178,7 +179,7 @@ class SystemLogIn(_Strict):
     @model_validator(mode="after")
     def _fill(self) -> SystemLogIn:
         if self.id is None:
-            self.id = str(uuid.uuid4())
+            self.id = new_id()
         if self.timestamp is None:
             self.timestamp = now_ts()
         return self

@@ -27,7 +27,8 @@ import httpx
 
 from ..config import Settings
 from ..models import AgentLogIn
-from ..store.sqlite import AGENT_COLS, _agent_row, _insert_sql, connect, migrate
+from ..store.rules import AGENT_COLS, agent_row
+from ..store.sqlite import connect, insert_sql, migrate
 from .common import ServerProcess, record, tmpdir
 
 
@@ -54,14 +55,14 @@ def _rows(agent: str, n: int, start: int = 0) -> list[tuple[Any, ...]]:
     rows = []
     for i in range(n):
         item.id = str(uuid.uuid4())
-        rows.append(_agent_row(item, start + i + 1))
+        rows.append(agent_row(item, start + i + 1))
     return rows
 
 
 def raw_baseline(n: int = 100_000, batch: int = 1000) -> float:
     conn, agent = _seed(tmpdir() / "raw.db")
     rows = _rows(agent, n)
-    sql = _insert_sql("agent_logs", AGENT_COLS)
+    sql = insert_sql("agent_logs", AGENT_COLS)
     started = time.perf_counter()
     for i in range(0, n, batch):
         conn.execute("BEGIN")
@@ -73,7 +74,7 @@ def raw_baseline(n: int = 100_000, batch: int = 1000) -> float:
 
 
 async def _naive(db: Path, agent: str, rows: list[tuple[Any, ...]]) -> float:
-    sql = _insert_sql("agent_logs", AGENT_COLS)
+    sql = insert_sql("agent_logs", AGENT_COLS)
     async with aiosqlite.connect(db) as conn:
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = NORMAL")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..config import Settings
 from ..models import AgentLogIn
-from ..store.sqlite import AGENT_COLS, _agent_row, _insert_sql, connect, migrate
+from ..store.rules import AGENT_COLS, agent_row
+from ..store.sqlite import connect, insert_sql, migrate
 
 
 def prefill(db: Path, n: int, batch: int = 10_000) -> str:
@@ -27,12 +28,12 @@ def prefill(db: Path, n: int, batch: int = 10_000) -> str:
         content="x" * 120,
         payload={"tool": "Bash", "args": ["ls", "-la"], "n": 1},
     )
-    sql = _insert_sql("agent_logs", AGENT_COLS)
+    sql = insert_sql("agent_logs", AGENT_COLS)
     for start in range(0, n, batch):
         rows = []
         for seq in range(start + 1, min(n, start + batch) + 1):
             item.id = str(uuid.uuid4())
-            rows.append(_agent_row(item, seq))
+            rows.append(agent_row(item, seq))
         conn.execute("BEGIN")
         conn.executemany(sql, rows)
         conn.execute("COMMIT")

@@ -68,6 +68,14 @@ class StoredEvent(NamedTuple):
     data: Mapping[str, Any]
 
 
+class StoredAck(NamedTuple):
+    """One ingested item's outcome: its id, its seq, and whether the id was already stored."""
+
+    id: str
+    seq: int
+    duplicate: bool
+
+
 class StreamMeta(NamedTuple):
     epoch: str
     head_seq: int
@@ -259,6 +267,7 @@ __all__ = [
     "InsertLogs",
     "PruneLogs",
     "Store",
+    "StoredAck",
     "StoredEvent",
     "StreamMeta",
     "UpdateEntity",

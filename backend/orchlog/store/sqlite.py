@@ -1,23 +1,21 @@
 """SQLite driver: one write connection on its own thread, a small pool of reader threads.
 
 Why threads with plain sqlite3 connections instead of aiosqlite: each aiosqlite call is a thread
-hop (~80-100 µs of mostly CPU). A write batch is one transaction with a savepoint per request and
-a two-table read is three statements; running each as ONE function on the connection's own
-thread costs one hop, the pattern datasette uses. The hub gets its own reader so
-``PRAGMA data_version`` tells it when another process committed to the same file, and polling
-plus reading the new rows is a single hop.
+hop (~80-100 µs of mostly CPU). A write batch is one transaction and a two-table read is three
+statements; running each as ONE function on the connection's own thread costs one hop, the
+pattern datasette uses. The hub gets its own reader so ``PRAGMA data_version`` tells it when
+another process committed to the same file, and polling plus reading the new rows is a single
+hop. The write rules themselves live in ``rules.py``; this module only has SQL and connections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-import re
 import sqlite3
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,61 +23,28 @@ import orjson
 
 from ..auth import TokenRecord
 from ..config import Settings
-from ..errors import BadParameter, NotFound, Overloaded, SchemaError, ValidationFailed
+from ..errors import BadParameter, Overloaded, SchemaError, ValidationFailed
 from ..filters import KINDS, EventFilter
-from ..models import LEVEL_RANK, LEVELS, Ack, AgentLogIn, EntityPatch, SystemLogIn, now_ts
-from ..paths import schema_dir
-from . import tokens as token_sql
-from .base import (
-    ArchiveAgent,
-    BatchResult,
-    CreateAgent,
-    CreateOrchestrator,
-    CreatePrompt,
-    EnsureAgent,
-    IndexFulltext,
-    InsertLogs,
-    PruneLogs,
-    RawRow,
-    StoredEvent,
-    StreamMeta,
-    UpdateEntity,
-    WriteOp,
+from ..models import LEVEL_RANK, LEVELS, now_ts
+from . import migrate as migrations
+from .base import BatchResult, RawRow, StoredEvent, StreamMeta, WriteOp
+from .rules import (
+    AGENT_COLS,
+    COLUMNS,
+    ENTITY_TABLES,
+    SYSTEM_COLS,
+    TABLES,
+    Rerun,
+    apply_batch,
+    read_both,
+    run_now,
 )
 from .tokens import load_tokens
 
 T = TypeVar("T")
+log = logging.getLogger("orchlog.sqlite")
 
-AGENT_COLS = (
-    "seq",
-    "id",
-    "agent_id",
-    "session_id",
-    "task_slug",
-    "adw_id",
-    "adw_step",
-    "entry_index",
-    "event_category",
-    "event_type",
-    "level",
-    "content",
-    "payload",
-    "summary",
-    "timestamp",
-)
-SYSTEM_COLS = (
-    "seq",
-    "id",
-    "level",
-    "message",
-    "file_path",
-    "adw_id",
-    "adw_step",
-    "summary",
-    "metadata",
-    "timestamp",
-)
-COLUMNS = {"agent_log": AGENT_COLS, "system_log": SYSTEM_COLS}
+__all__ = ["AGENT_COLS", "COLUMNS", "SYSTEM_COLS", "SqliteStore", "connect", "insert_sql", "migrate", "migrate_path"]
 
 
 def _json_row(cols: Sequence[str]) -> str:
@@ -88,10 +53,7 @@ def _json_row(cols: Sequence[str]) -> str:
 
 
 JSON_ROW = {"agent_log": _json_row(AGENT_COLS), "system_log": _json_row(SYSTEM_COLS)}
-TABLES = {"agent_log": "agent_logs", "system_log": "system_logs"}
-ENTITY_TABLES = ("orchestrator_agents", "agents", "prompts")
 _JSON_COLUMNS = frozenset({"payload", "metadata"})
-_MIGRATION_NAME = re.compile(r"^(\d+)_([\w-]+)\.sql$")
 _IN_CHUNK = 500
 
 
@@ -132,56 +94,46 @@ def _statements(script: str) -> Iterable[str]:
         raise SchemaError(f"incomplete SQL statement at the end of a migration: {buffer.strip()[:80]!r}")
 
 
-def available_migrations() -> list[tuple[int, str, Path]]:
-    found = []
-    for path in sorted(schema_dir("sqlite").glob("*.sql")):
-        match = _MIGRATION_NAME.match(path.name)
-        if match:
-            found.append((int(match.group(1)), match.group(2), path))
-    if not found:
-        raise SchemaError(f"no migrations found in {schema_dir('sqlite')}; is the installation complete?")
-    return found
+class _MigrationConn:
+    """The migration runner's statements on SQLite (synchronous underneath: see ``run_now``)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    async def ensure_table(self) -> None:
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT"
+        )
+
+    async def begin_locked(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    async def applied(self) -> set[int]:
+        return {row[0] for row in self.conn.execute("SELECT version FROM schema_migrations")}
+
+    async def apply(self, script: str) -> None:
+        for statement in _statements(script):
+            self.conn.execute(statement)
+
+    async def record(self, version: int, name: str) -> None:
+        self.conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", (version, name, now_ts())
+        )
+
+    async def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    async def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply pending migrations in order, each in its own transaction; returns what was applied.
-
-    Safe against a second process migrating at the same time (``BEGIN IMMEDIATE``, then re-check)
-    and refuses a database whose schema is newer than this code knows.
-    """
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT"
-    )
-    migrations = available_migrations()
-    newest_known = migrations[-1][0]
-    applied_now: list[str] = []
-    for version, name, path in migrations:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-            newest_applied = max(applied, default=0)
-            if newest_applied > newest_known:
-                raise SchemaError(
-                    f"this database has schema version {newest_applied}, newer than this orchlog knows "
-                    f"({newest_known}); upgrade orchlog, or point --db at another database"
-                )
-            if version in applied:
-                conn.execute("ROLLBACK")
-                continue
-            for statement in _statements(path.read_text(encoding="utf-8")):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (version, name, now_ts()),
-            )
-            conn.execute("COMMIT")
-            applied_now.append(f"{version:04d}_{name}")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    return applied_now
+    """Apply pending migrations (see ``store/migrate.py``); returns what was applied."""
+    return run_now(migrations.migrate(_MigrationConn(conn)))
 
 
 def migrate_path(path: str, settings: Settings) -> list[str]:
@@ -224,14 +176,6 @@ def _public_entity(row: dict[str, Any]) -> dict[str, Any]:
     if "total_cost" in out:
         out["total_cost"] = float(out["total_cost"])
     return out
-
-
-def _money(value: Decimal) -> str:
-    """Exact decimal text, no exponent, no trailing zeros ('0.0012', '3')."""
-    text = format(value.normalize(), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
 
 
 def _like(q: str) -> str:
@@ -289,58 +233,151 @@ def filter_sql(kind: str, flt: EventFilter) -> tuple[list[str], list[Any]]:
 # ---------------------------------------------------------------- the write thread
 
 
-class _SeqCounter:
-    def __init__(self, start: int) -> None:
-        self.value = start
-
-    def take(self) -> int:
-        self.value += 1
-        return self.value
-
-
-def _agent_row(item: AgentLogIn, seq: int) -> tuple[Any, ...]:
-    return (
-        seq,
-        item.id,
-        item.agent_id,
-        item.session_id,
-        item.task_slug,
-        item.adw_id,
-        item.adw_step,
-        item.entry_index,
-        item.event_category,
-        item.event_type,
-        item.level,
-        item.content,
-        orjson.dumps(item.payload).decode(),
-        item.summary,
-        item.timestamp,
-    )
-
-
-def _system_row(item: SystemLogIn, seq: int) -> tuple[Any, ...]:
-    return (
-        seq,
-        item.id,
-        item.level,
-        item.message,
-        item.file_path,
-        item.adw_id,
-        item.adw_step,
-        item.summary,
-        orjson.dumps(item.metadata).decode(),
-        item.timestamp,
-    )
-
-
-def _insert_sql(table: str, cols: Sequence[str]) -> str:
+def insert_sql(table: str, cols: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
 
 
-_INSERT = {
-    "agent_logs": _insert_sql("agent_logs", AGENT_COLS),
-    "system_logs": _insert_sql("system_logs", SYSTEM_COLS),
-}
+_INSERT = {"agent_logs": insert_sql("agent_logs", AGENT_COLS), "system_logs": insert_sql("system_logs", SYSTEM_COLS)}
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+class _Txn:
+    """The ``rules.Txn`` statements on the write connection. Methods are coroutines only in
+    form: each is synchronous, so ``run_now`` drives a whole batch in one call on this thread."""
+
+    integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.dirty = False
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        self.dirty = True
+        return self.conn.execute(sql, params)
+
+    async def last_seq(self) -> int:
+        # max(seq) too: rows written by another tool without updating last_seq keep their seqs
+        row = self.conn.execute(
+            "SELECT max(last_seq, (SELECT coalesce(max(seq), 0) FROM agent_logs),"
+            " (SELECT coalesce(max(seq), 0) FROM system_logs)) FROM stream_meta WHERE id = 1"
+        ).fetchone()
+        return int(row[0])
+
+    async def set_last_seq(self, seq: int) -> None:
+        self._write("UPDATE stream_meta SET last_seq = ? WHERE id = 1", (seq,))
+
+    async def savepoint(self) -> None:
+        self.conn.execute("SAVEPOINT op")
+
+    async def release(self) -> None:
+        self.conn.execute("RELEASE op")
+
+    async def rollback_to(self) -> None:
+        self.conn.execute("ROLLBACK TO op")
+        self.conn.execute("RELEASE op")
+
+    async def known_agents(self, ids: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        for chunk in _chunks(ids):
+            rows = self.conn.execute(f"SELECT id FROM agents WHERE id IN ({_marks(chunk)})", chunk)
+            out.update(row[0] for row in rows)
+        return out
+
+    async def log_ids(self, ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        found: dict[str, tuple[str, int]] = {}
+        for chunk in _chunks(ids):
+            marks = _marks(chunk)
+            sql = (
+                f"SELECT id, 'agent_logs', seq FROM agent_logs WHERE id IN ({marks}) "
+                f"UNION ALL SELECT id, 'system_logs', seq FROM system_logs WHERE id IN ({marks})"
+            )
+            for ident, table, seq in self.conn.execute(sql, [*chunk, *chunk]):
+                found[ident] = (table, seq)
+        return found
+
+    async def insert_logs(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        self.dirty = True
+        self.conn.executemany(_INSERT[table], rows)
+
+    async def row(self, table: str, ident: str, *, for_update: bool = False) -> dict[str, Any] | None:
+        cur = self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (ident,))
+        cur.row_factory = _plain_row
+        row: Any = cur.fetchone()
+        return dict(row) if row is not None else None
+
+    async def insert(self, table: str, values: dict[str, Any], *, ignore_existing: bool = False) -> None:
+        values = _adapt(values)
+        verb = "INSERT OR IGNORE" if ignore_existing else "INSERT"
+        self._write(f"{verb} INTO {table} ({', '.join(values)}) VALUES ({_marks(list(values))})", list(values.values()))
+
+    async def update(self, table: str, ident: str, changes: dict[str, Any]) -> None:
+        changes = _adapt(changes)
+        sets = ", ".join(f"{name} = ?" for name in changes)
+        self._write(f"UPDATE {table} SET {sets} WHERE id = ?", [*changes.values(), ident])
+
+    def public(self, row: dict[str, Any]) -> dict[str, Any]:
+        return _public_entity(row)
+
+    async def nth_newest_seq(self, table: str, offset: int) -> int:
+        row = self.conn.execute(f"SELECT seq FROM {table} ORDER BY seq DESC LIMIT 1 OFFSET ?", (offset,)).fetchone()
+        return int(row[0]) if row else 0
+
+    async def oldest_seqs(self, table: str, upto: int, limit: int) -> list[int]:
+        sql = f"SELECT seq FROM {table} WHERE seq <= ? ORDER BY seq LIMIT ?"
+        return [row[0] for row in self.conn.execute(sql, (upto, limit))]
+
+    async def seqs_older_than(self, table: str, before: str, above: int, limit: int) -> list[int]:
+        sql = f"SELECT seq FROM {table} WHERE timestamp < ? AND seq > ? LIMIT ?"
+        return [row[0] for row in self.conn.execute(sql, (before, above, limit))]
+
+    async def delete_seqs(self, table: str, seqs: list[int]) -> None:
+        self.dirty = True
+        for chunk in _chunks(seqs):
+            self.conn.execute(f"DELETE FROM {table} WHERE seq IN ({_marks(chunk)})", chunk)
+
+    async def raise_floor(self, seq: int) -> None:
+        self._write("UPDATE stream_meta SET floor_seq = max(floor_seq, ?) WHERE id = 1", (seq,))
+
+    async def index_fulltext(self, chunk: int) -> int:
+        conn = self.conn
+        upto = int(conn.execute("SELECT upto FROM fts_state WHERE id = 1").fetchone()[0])
+        head = int(conn.execute("SELECT last_seq FROM stream_meta WHERE id = 1").fetchone()[0])
+        if head <= upto:
+            return 0
+        end = min(head, upto + chunk)
+        self._write(
+            "INSERT INTO agent_logs_fts (rowid, content, summary, event_type) "
+            "SELECT seq, content, summary, event_type FROM agent_logs WHERE seq > ? AND seq <= ?",
+            (upto, end),
+        )
+        self._write(
+            "INSERT INTO system_logs_fts (rowid, message, summary) "
+            "SELECT seq, message, summary FROM system_logs WHERE seq > ? AND seq <= ?",
+            (upto, end),
+        )
+        self._write("UPDATE fts_state SET upto = ? WHERE id = 1", (end,))
+        return end - upto
+
+    def client_error(self, exc: Exception) -> Exception:
+        if isinstance(exc, sqlite3.IntegrityError):
+            return ValidationFailed(f"rejected by a database constraint: {exc}", details=[{"message": str(exc)}])
+        if isinstance(exc, sqlite3.OperationalError):
+            return _busy(exc)
+        return exc
+
+
+def _adapt(values: dict[str, Any]) -> dict[str, Any]:
+    if "archived" in values and values["archived"] is not None:
+        values = {**values, "archived": int(values["archived"])}
+    return values
 
 
 class _Writer:
@@ -350,38 +387,23 @@ class _Writer:
         self.conn = conn
 
     def batch(self, ops: Sequence[WriteOp]) -> BatchResult:
+        """ONE transaction: without savepoints first; again with one per op if an op failed
+        after writing (rules.apply_batch)."""
+        try:
+            return self._transaction(ops, savepoints=False)
+        except Rerun:
+            return self._transaction(ops, savepoints=True)
+
+    def _transaction(self, ops: Sequence[WriteOp], *, savepoints: bool) -> BatchResult:
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise _busy(exc) from exc
         try:
-            last = conn.execute(
-                "SELECT max(last_seq, (SELECT coalesce(max(seq), 0) FROM agent_logs),"
-                " (SELECT coalesce(max(seq), 0) FROM system_logs)) FROM stream_meta WHERE id = 1"
-            ).fetchone()[0]
-            counter = _SeqCounter(last)
-            results: list[Any] = []
-            for op in ops:
-                mark = counter.value
-                conn.execute("SAVEPOINT op")
-                try:
-                    results.append(self._apply(op, counter))
-                    conn.execute("RELEASE op")
-                except Exception as exc:  # noqa: BLE001 - the op fails alone, the batch goes on
-                    try:
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                    except sqlite3.Error:
-                        # SQLite rolled the whole transaction back (disk full, I/O error): the
-                        # batch fails as a whole, nothing half-written, every request gets 503
-                        raise exc from None
-                    counter.value = mark
-                    results.append(_as_client_error(exc))
-            if counter.value != last:
-                conn.execute("UPDATE stream_meta SET last_seq = ? WHERE id = 1", (counter.value,))
+            result = run_now(apply_batch(_Txn(conn), ops, savepoints=savepoints))
             conn.execute("COMMIT")
-            return BatchResult(results, counter.value)
+            return result
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -389,258 +411,11 @@ class _Writer:
                 raise _busy(exc) from exc
             raise
 
-    def _apply(self, op: WriteOp, counter: _SeqCounter) -> Any:
-        if isinstance(op, InsertLogs):
-            return self._insert_logs(op.items, counter)
-        if isinstance(op, CreateOrchestrator):
-            return self._create_orchestrator(op)
-        if isinstance(op, CreateAgent):
-            return self._create_agent(op)
-        if isinstance(op, UpdateEntity):
-            return self._update(op.table, op.id, op.patch)
-        if isinstance(op, ArchiveAgent):
-            return self._update("agents", op.id, EntityPatch(archived=True))
-        if isinstance(op, CreatePrompt):
-            return self._create_prompt(op)
-        if isinstance(op, PruneLogs):
-            return self._prune(op)
-        if isinstance(op, EnsureAgent):
-            return self._ensure_agent(op)
-        if isinstance(op, IndexFulltext):
-            return self._index_fulltext(op.chunk)
-        raise TypeError(f"unknown write op {op!r}")
-
-    def _index_fulltext(self, chunk: int) -> int:
-        conn = self.conn
-        upto = int(conn.execute("SELECT upto FROM fts_state WHERE id = 1").fetchone()[0])
-        head = int(conn.execute("SELECT last_seq FROM stream_meta WHERE id = 1").fetchone()[0])
-        if head <= upto:
-            return 0
-        end = min(head, upto + chunk)
-        conn.execute(
-            "INSERT INTO agent_logs_fts (rowid, content, summary, event_type) "
-            "SELECT seq, content, summary, event_type FROM agent_logs WHERE seq > ? AND seq <= ?",
-            (upto, end),
-        )
-        conn.execute(
-            "INSERT INTO system_logs_fts (rowid, message, summary) "
-            "SELECT seq, message, summary FROM system_logs WHERE seq > ? AND seq <= ?",
-            (upto, end),
-        )
-        conn.execute("UPDATE fts_state SET upto = ? WHERE id = 1", (end,))
-        return end - upto
-
-    def _ensure_agent(self, op: EnsureAgent) -> dict[str, Any]:
-        now = now_ts()
-        meta = orjson.dumps(op.metadata or {}).decode()
-        self.conn.execute(
-            "INSERT OR IGNORE INTO orchestrator_agents (id, status, metadata, created_at, updated_at) "
-            "VALUES (?, 'idle', ?, ?, ?)",
-            (op.orchestrator_id, meta, now, now),
-        )
-        existing = self._row("agents", op.agent_id)
-        if existing is not None:
-            return {**_public_entity(existing), "created": False}
-        try:
-            self.conn.execute(
-                "INSERT INTO agents (id, orchestrator_agent_id, name, model, status, metadata, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, 'executing', ?, ?, ?)",
-                (op.agent_id, op.orchestrator_id, op.name, op.model, meta, now, now),
-            )
-        except sqlite3.IntegrityError as exc:
-            raise _integrity("agent", exc) from exc
-        row = self._row("agents", op.agent_id)
-        assert row is not None
-        return {**_public_entity(row), "created": True}
-
-    def _prune(self, op: PruneLogs) -> int:
-        assert op.table in ("agent_logs", "system_logs")
-        conn = self.conn
-        cutoff = 0
-        if op.keep_rows is not None:
-            row = conn.execute(
-                f"SELECT seq FROM {op.table} ORDER BY seq DESC LIMIT 1 OFFSET ?", (op.keep_rows,)
-            ).fetchone()
-            cutoff = row[0] if row else 0
-        if op.before is not None:
-            row = conn.execute(
-                f"SELECT max(seq) FROM (SELECT seq FROM {op.table} WHERE timestamp < ? ORDER BY seq LIMIT ?)",
-                (op.before, op.chunk),
-            ).fetchone()
-            cutoff = max(cutoff, row[0] or 0)
-        if not cutoff:
-            return 0
-        victims = conn.execute(
-            f"SELECT max(seq), count(*) FROM (SELECT seq FROM {op.table} WHERE seq <= ? ORDER BY seq LIMIT ?)",
-            (cutoff, op.chunk),
-        ).fetchone()
-        upto, count = victims[0], victims[1]
-        if not count:
-            return 0
-        conn.execute(f"DELETE FROM {op.table} WHERE seq <= ?", (upto,))
-        # everything at or below the floor may be gone: resuming below it gets a `reset`
-        conn.execute("UPDATE stream_meta SET floor_seq = max(floor_seq, ?) WHERE id = 1", (upto,))
-        return int(count)
-
     def maintain(self) -> dict[str, int]:
         """PASSIVE checkpoint (never blocks readers or writers), then return freed pages."""
         busy, wal_pages, moved = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self.conn.execute("PRAGMA incremental_vacuum(1000)")
         return {"checkpoint_busy": busy, "wal_pages": wal_pages, "checkpointed_pages": moved}
-
-    def _existing(self, table: str, ids: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start : start + _IN_CHUNK]
-            sql = f"SELECT id, seq FROM {table} WHERE id IN ({', '.join('?' for _ in chunk)})"
-            found.update(self.conn.execute(sql, chunk).fetchall())
-        return found
-
-    def _insert_logs(self, items: Sequence[AgentLogIn | SystemLogIn], counter: _SeqCounter) -> list[Ack]:
-        agent_ids = sorted({it.agent_id for it in items if isinstance(it, AgentLogIn)})
-        if agent_ids:
-            known = set(self._existing_agents(agent_ids))
-            for index, it in enumerate(items):
-                if isinstance(it, AgentLogIn) and it.agent_id not in known:
-                    raise ValidationFailed(
-                        f"item {index}: agent_id {it.agent_id} is not a known agent; create it first "
-                        "with POST /api/v1/agents",
-                        details=[
-                            {
-                                "index": index,
-                                "field": "agent_id",
-                                "message": f"unknown agent {it.agent_id}",
-                                "type": "foreign_key",
-                            }
-                        ],
-                    )
-        existing = {
-            "agent_logs": self._existing("agent_logs", [str(it.id) for it in items if isinstance(it, AgentLogIn)]),
-            "system_logs": self._existing("system_logs", [str(it.id) for it in items if isinstance(it, SystemLogIn)]),
-        }
-        rows: dict[str, list[tuple[Any, ...]]] = {"agent_logs": [], "system_logs": []}
-        acks: list[Ack] = []
-        for it in items:
-            table = "agent_logs" if isinstance(it, AgentLogIn) else "system_logs"
-            ident = str(it.id)
-            known_seq = existing[table].get(ident)
-            if known_seq is not None:
-                acks.append(Ack.model_construct(id=ident, seq=known_seq, duplicate=True))
-                continue
-            seq = counter.take()
-            existing[table][ident] = seq
-            rows[table].append(_agent_row(it, seq) if isinstance(it, AgentLogIn) else _system_row(it, seq))
-            acks.append(Ack.model_construct(id=ident, seq=seq, duplicate=False))
-        for table, values in rows.items():
-            if values:
-                self.conn.executemany(_INSERT[table], values)
-        return acks
-
-    def _existing_agents(self, ids: list[str]) -> list[str]:
-        out: list[str] = []
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start : start + _IN_CHUNK]
-            sql = f"SELECT id FROM agents WHERE id IN ({', '.join('?' for _ in chunk)})"
-            out.extend(row[0] for row in self.conn.execute(sql, chunk))
-        return out
-
-    def _row(self, table: str, ident: str) -> dict[str, Any] | None:
-        cur = self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (ident,))
-        cur.row_factory = _plain_row
-        row: Any = cur.fetchone()
-        return dict(row) if row is not None else None
-
-    def _insert_entity(self, table: str, values: dict[str, Any]) -> dict[str, Any]:
-        cols = list(values)
-        self.conn.execute(
-            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-            [values[c] for c in cols],
-        )
-        row = self._row(table, values["id"])
-        assert row is not None
-        return _public_entity(row)
-
-    @staticmethod
-    def _entity_values(spec: Any) -> dict[str, Any]:
-        values: dict[str, Any] = spec.model_dump()
-        values["id"] = values.get("id") or str(uuid.uuid4())
-        if "metadata" in values:
-            values["metadata"] = orjson.dumps(values["metadata"]).decode()
-        if "total_cost" in values:
-            values["total_cost"] = _money(values["total_cost"])
-        if "archived" in values:
-            values["archived"] = int(values["archived"])
-        return values
-
-    def _create_orchestrator(self, op: CreateOrchestrator) -> dict[str, Any]:
-        values = self._entity_values(op.spec)
-        values["created_at"] = values["updated_at"] = now_ts()
-        try:
-            return self._insert_entity("orchestrator_agents", values)
-        except sqlite3.IntegrityError as exc:
-            raise _integrity("orchestrator agent", exc) from exc
-
-    def _create_agent(self, op: CreateAgent) -> dict[str, Any]:
-        values = self._entity_values(op.spec)
-        if self._row("orchestrator_agents", values["orchestrator_agent_id"]) is None:
-            raise ValidationFailed(
-                f"orchestrator_agent_id {values['orchestrator_agent_id']} is not a known orchestrator agent",
-                details=[{"field": "orchestrator_agent_id", "message": "unknown orchestrator agent"}],
-            )
-        values["created_at"] = values["updated_at"] = now_ts()
-        try:
-            return self._insert_entity("agents", values)
-        except sqlite3.IntegrityError as exc:
-            raise _integrity("agent", exc) from exc
-
-    def _create_prompt(self, op: CreatePrompt) -> dict[str, Any]:
-        values = self._entity_values(op.spec)
-        values["timestamp"] = values.get("timestamp") or now_ts()
-        if values.get("agent_id") and self._row("agents", values["agent_id"]) is None:
-            raise ValidationFailed(
-                f"agent_id {values['agent_id']} is not a known agent",
-                details=[{"field": "agent_id", "message": "unknown agent"}],
-            )
-        return self._insert_entity("prompts", values)
-
-    def _update(self, table: str, ident: str, patch: EntityPatch) -> tuple[dict[str, Any], dict[str, Any]]:
-        old = self._row(table, ident)
-        if old is None:
-            raise NotFound(f"no {table[:-1].replace('_', ' ')} with id {ident}")
-        changes: dict[str, Any] = {}
-        given = patch.model_dump(exclude_unset=True)
-        allowed = set(old)
-        for name, value in given.items():
-            if name.startswith("add_"):
-                continue
-            if name not in allowed:
-                raise ValidationFailed(
-                    f"{name} cannot be set on {table}",
-                    details=[{"field": name, "message": "not a column here"}],
-                )
-            if name == "metadata":
-                value = orjson.dumps(value).decode()
-            elif name == "total_cost":
-                value = _money(value)
-            elif name == "archived":
-                value = int(value)
-            changes[name] = value
-        if patch.add_input_tokens:
-            changes["input_tokens"] = int(changes.get("input_tokens", old["input_tokens"])) + patch.add_input_tokens
-        if patch.add_output_tokens:
-            changes["output_tokens"] = int(changes.get("output_tokens", old["output_tokens"])) + patch.add_output_tokens
-        if patch.add_cost:
-            base = Decimal(str(changes.get("total_cost", old["total_cost"])))
-            changes["total_cost"] = _money(base + patch.add_cost)
-        changes["updated_at"] = now_ts()
-        sets = ", ".join(f"{name} = ?" for name in changes)
-        try:
-            self.conn.execute(f"UPDATE {table} SET {sets} WHERE id = ?", [*changes.values(), ident])
-        except sqlite3.IntegrityError as exc:
-            raise _integrity(table[:-1], exc) from exc
-        new = self._row(table, ident)
-        assert new is not None
-        return _public_entity(old), _public_entity(new)
 
     def check_writable(self) -> None:
         try:
@@ -663,29 +438,6 @@ def _busy(exc: sqlite3.OperationalError) -> Overloaded:
     return Overloaded(f"the database refused the write ({text})", retry_after=1.0)
 
 
-def _integrity(what: str, exc: sqlite3.IntegrityError) -> ValidationFailed:
-    text = str(exc)
-    field = "id"
-    if "session_id" in text:
-        field = "session_id"
-    elif "name" in text:
-        field = "name"
-    elif "FOREIGN KEY" in text:
-        field = "foreign_key"
-    return ValidationFailed(
-        f"the {what} conflicts with an existing row ({text})",
-        details=[{"field": field, "message": text, "type": "integrity"}],
-    )
-
-
-def _as_client_error(exc: Exception) -> Exception:
-    if isinstance(exc, sqlite3.IntegrityError):
-        return ValidationFailed(f"rejected by a database constraint: {exc}", details=[{"message": str(exc)}])
-    if isinstance(exc, sqlite3.OperationalError):
-        return _busy(exc)
-    return exc
-
-
 # ---------------------------------------------------------------- readers
 
 
@@ -696,25 +448,21 @@ def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> li
     return rows
 
 
-def read_both(
-    conn: sqlite3.Connection,
-    where: dict[str, tuple[list[str], list[Any]]],
-    after: int | None,
-    before: int | None,
-    limit: int,
-) -> list[StoredEvent]:
-    """Up to limit+1 events from each wanted table, merged by seq (runs on a reader thread).
+class _Pages:
+    """``rules.Pages`` on a reader connection (synchronous underneath: see ``run_now``)."""
 
-    The two tables are read by two statements, i.e. two snapshots: a commit between them
-    could show a newer row of one table without an older row of the other, and a reader
-    that advanced its cursor past it would skip that row forever. So every read is bounded
-    by the head seq read FIRST: all rows at or below it were committed with it, so both
-    statements see all of them, and nothing above it is returned until the next read.
-    """
-    head = int(conn.execute("SELECT last_seq FROM stream_meta WHERE id = 1").fetchone()[0])
-    descending = before is not None and after is None
-    events: list[StoredEvent] = []
-    for kind, (terms, params) in where.items():
+    def __init__(self, conn: sqlite3.Connection, where: dict[str, tuple[list[str], list[Any]]]) -> None:
+        self.conn = conn
+        self.where = where
+
+    async def head(self) -> int:
+        return int(self.conn.execute("SELECT last_seq FROM stream_meta WHERE id = 1").fetchone()[0])
+
+    async def page(
+        self, kind: str, bounds: tuple[int, int | None, int | None], descending: bool, limit: int
+    ) -> list[StoredEvent]:
+        head, after, before = bounds
+        terms, params = self.where[kind]
         terms = [*terms, "seq <= ?"]
         params = [*params, head]
         if after is not None:
@@ -725,12 +473,23 @@ def read_both(
             params.append(before)
         sql = (
             f"SELECT seq, {JSON_ROW[kind]} FROM {TABLES[kind]} WHERE {' AND '.join(terms)} "
-            f"ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT {int(limit) + 1}"
+            f"ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT {int(limit)}"
         )
         # SQLite renders each row as JSON: no per-column Python work on the hot read paths
-        events.extend(StoredEvent(kind, seq, RawRow(text)) for seq, text in conn.execute(sql, params))
-    events.sort(key=lambda e: e.seq, reverse=descending)
-    return events
+        return [StoredEvent(kind, seq, RawRow(text)) for seq, text in self.conn.execute(sql, params)]
+
+
+def _read(
+    conn: sqlite3.Connection,
+    where: dict[str, tuple[list[str], list[Any]]],
+    after: int | None,
+    before: int | None,
+    limit: int,
+) -> tuple[list[StoredEvent], bool]:
+    return run_now(read_both(_Pages(conn, where), list(where), after, before, limit))
+
+
+_EVERYTHING: dict[str, tuple[list[str], list[Any]]] = {kind: ([], []) for kind in KINDS}
 
 
 class _Reader:
@@ -791,13 +550,12 @@ class SqliteStore:
         self._free: asyncio.Queue[_Reader] = asyncio.Queue()
         self._readers: list[_Reader] = []
         self._tail: _Reader | None = None
-        self.migrations_applied: list[str] = []
 
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orchlog-writer")
         conn = await self._on_writer(connect, self.path, self.settings)
         self._writer = _Writer(conn)
-        self.migrations_applied = await self._on_writer(migrate, conn)
+        await self._on_writer(migrate, conn)
         for i in range(self.settings.read_connections):
             reader = _Reader(self.path, self.settings, f"orchlog-reader-{i}")
             await reader.open()
@@ -861,20 +619,18 @@ class SqliteStore:
 
     async def tail(self, after: int, limit: int) -> list[StoredEvent]:
         assert self._tail is not None
-        everything: dict[str, tuple[list[str], list[Any]]] = {kind: ([], []) for kind in KINDS}
-        events = await self._tail.run(lambda conn: read_both(conn, everything, after, None, limit))
-        return events[:limit]
+        events, _ = await self._tail.run(lambda conn: _read(conn, _EVERYTHING, after, None, limit))
+        return events
 
     async def poll_tail(self, after: int, limit: int) -> list[StoredEvent] | None:
         """One hop: None if nobody committed since the last poll, else ``tail(after, limit)``."""
         tail = self._tail
         assert tail is not None
-        everything: dict[str, tuple[list[str], list[Any]]] = {kind: ([], []) for kind in KINDS}
 
         def poll(conn: sqlite3.Connection) -> list[StoredEvent] | None:
             if not tail.poll(conn):
                 return None
-            return read_both(conn, everything, after, None, limit)[:limit]
+            return _read(conn, _EVERYTHING, after, None, limit)[0]
 
         return await tail.run(poll)
 
@@ -886,21 +642,15 @@ class SqliteStore:
         before: int | None = None,
         limit: int = 100,
     ) -> tuple[list[StoredEvent], bool]:
-        descending = before is not None and after is None
         where = {kind: filter_sql(kind, flt) for kind in KINDS if flt.wants(kind)}
         try:
-            events = await self._read(lambda conn: read_both(conn, where, after, before, limit))
+            return await self._read(lambda conn: _read(conn, where, after, before, limit))
         except sqlite3.OperationalError as exc:
             if flt.fts and not any(word in str(exc) for word in ("locked", "busy", "disk")):
                 raise BadParameter(
                     "q", f"not a valid full-text query ({exc}); quote phrases, use word* for prefixes, AND/OR/NOT"
                 ) from None
             raise
-        has_more = len(events) > limit
-        events = events[:limit]
-        if descending:
-            events.reverse()
-        return events, has_more
 
     # -- maintenance
     async def maintain(self) -> dict[str, int]:
@@ -923,18 +673,6 @@ class SqliteStore:
     # -- tokens
     async def load_tokens(self) -> list[TokenRecord]:
         return await self._read(load_tokens)
-
-    async def create_token(self, record: TokenRecord) -> None:
-        assert self._writer is not None, "store is not open"
-        await self._on_writer(token_sql.insert_token, self._writer.conn, record)
-
-    async def revoke_token(self, ref: str) -> TokenRecord:
-        assert self._writer is not None, "store is not open"
-        return await self._on_writer(token_sql.revoke_token, self._writer.conn, ref)
-
-    async def delete_token(self, ref: str) -> TokenRecord:
-        assert self._writer is not None, "store is not open"
-        return await self._on_writer(token_sql.delete_token, self._writer.conn, ref)
 
     # -- entities
     async def get_entity(self, table: str, ident: str) -> dict[str, Any] | None:
