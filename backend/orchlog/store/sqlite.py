@@ -381,18 +381,47 @@ def _adapt(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Writer:
-    """Runs on the write thread only; owns the one write connection."""
+    """Runs on the write thread only; owns the one write connection.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    Two states refuse writes beyond what SQLite itself reports:
+    - the file was deleted or replaced under us (its st_dev/st_ino changed, checked before every
+      batch and on each maintenance tick): commits would go to an unlinked inode and vanish at
+      the next restart, so writes get 503 and readiness fails until the server is restarted;
+    - the disk quota is full: the last write failed for space and no space was freed since.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self.conn = conn
+        self.path = path
+        self.identity = _identity(path)
+        self.lost: str | None = None  # why the file is no longer ours (logged once)
+        self.full = False
+
+    def _check_file(self) -> None:
+        if self.lost is None and _identity(self.path) != self.identity:
+            gone = not os.path.exists(self.path)
+            self.lost = (
+                f"the database file {self.path} was {'deleted' if gone else 'replaced'} while the server was "
+                "running; writes are refused so nothing acked can vanish: restart the server"
+            )
+            log.error("%s", self.lost)
+        if self.lost is not None:
+            raise Overloaded(self.lost, retry_after=30.0)
 
     def batch(self, ops: Sequence[WriteOp]) -> BatchResult:
         """ONE transaction: without savepoints first; again with one per op if an op failed
         after writing (rules.apply_batch)."""
+        self._check_file()
         try:
-            return self._transaction(ops, savepoints=False)
-        except Rerun:
-            return self._transaction(ops, savepoints=True)
+            try:
+                result = self._transaction(ops, savepoints=False)
+            except Rerun:
+                result = self._transaction(ops, savepoints=True)
+        except Overloaded as exc:
+            self.full = self.full or exc.message.startswith(_FULL)
+            raise
+        self.full = any(isinstance(r, Overloaded) and r.message.startswith(_FULL) for r in result.results)
+        return result
 
     def _transaction(self, ops: Sequence[WriteOp], *, savepoints: bool) -> BatchResult:
         conn = self.conn
@@ -413,16 +442,42 @@ class _Writer:
 
     def maintain(self) -> dict[str, int]:
         """PASSIVE checkpoint (never blocks readers or writers), then return freed pages."""
+        self._check_file()
         busy, wal_pages, moved = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self.conn.execute("PRAGMA incremental_vacuum(1000)")
         return {"checkpoint_busy": busy, "wal_pages": wal_pages, "checkpointed_pages": moved}
 
     def check_writable(self) -> None:
+        self._check_file()
+        if self.full and not self._has_room():
+            raise Overloaded(f"{_FULL} (the disk quota is used up): free space or let retention delete old events")
+        self.full = False
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             self.conn.execute("ROLLBACK")
         except sqlite3.OperationalError as exc:
             raise _busy(exc) from exc
+
+    def _has_room(self) -> bool:
+        """Free pages under the quota again (retention or another process deleted rows)."""
+        conn = self.conn
+        free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        room = int(conn.execute("PRAGMA max_page_count").fetchone()[0]) - int(
+            conn.execute("PRAGMA page_count").fetchone()[0]
+        )
+        return free + room >= _ROOM_PAGES
+
+
+_FULL = "the database is full"
+_ROOM_PAGES = 8
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _busy(exc: sqlite3.OperationalError) -> Overloaded:
@@ -431,8 +486,7 @@ def _busy(exc: sqlite3.OperationalError) -> Overloaded:
         return Overloaded("the database is locked by another writer; retry shortly", retry_after=1.0)
     if "full" in text or "disk" in text.lower():
         return Overloaded(
-            f"the database is full ({text}): free disk space or let retention delete old events; "
-            "ingest resumes by itself",
+            f"{_FULL} ({text}): free disk space or let retention delete old events; ingest resumes by itself",
             retry_after=5.0,
         )
     return Overloaded(f"the database refused the write ({text})", retry_after=1.0)
@@ -554,7 +608,7 @@ class SqliteStore:
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orchlog-writer")
         conn = await self._on_writer(connect, self.path, self.settings)
-        self._writer = _Writer(conn)
+        self._writer = _Writer(conn, self.path)
         await self._on_writer(migrate, conn)
         for i in range(self.settings.read_connections):
             reader = _Reader(self.path, self.settings, f"orchlog-reader-{i}")
