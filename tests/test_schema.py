@@ -16,7 +16,8 @@ import pytest
 
 from conftest import free_port
 from orchlog.config import Settings
-from orchlog.store.sqlite import SqliteStore
+from orchlog.filters import EventFilter
+from orchlog.store.sqlite import SqliteStore, filter_sql, page_sql
 
 TABLES = ("orchestrator_agents", "agents", "prompts", "agent_logs", "system_logs")
 TS = "2024-01-01T00:00:00.000000Z"
@@ -134,19 +135,57 @@ def test_log_tables_have_seq_rowid_and_unique_id(conn: sqlite3.Connection, table
     assert not any(cols == ["seq"] for cols, _ in unique), "seq is not a rowid alias (it has its own index)"
 
 
-def test_indexes_cover_the_history_filters(conn: sqlite3.Connection) -> None:
-    """Every filter column of the history API leads some index of its table."""
-    agent_filters = ("agent_id", "event_category", "event_type", "level", "task_slug", "session_id", "adw_id")
-    wanted = {
-        "agent_logs": {*agent_filters, "timestamp"},
-        "system_logs": {"level", "adw_id", "timestamp"},
+# Each index of the log tables and the query that needs it (issue 20: an index costs every insert,
+# so one is kept only where a history or stream query uses it). A new index needs a line here.
+_PAGE = (100, 0, None)  # head, after, before: a forward history page
+INDEX_QUERIES: dict[str, tuple[str, str, EventFilter | str]] = {
+    "idx_agent_logs_agent": ("GET /api/v1/events?agent_id=A", "agent_log", EventFilter(agent_ids=("a",))),
+    "idx_agent_logs_type": ("GET /api/v1/events?event_type=Stop", "agent_log", EventFilter(event_types=("Stop",))),
+    "idx_agent_logs_level": ("GET /api/v1/events?min_level=error", "agent_log", EventFilter(min_level="ERROR")),
+    "idx_agent_logs_task_slug": ("GET /api/v1/events?task_slug=T", "agent_log", EventFilter(task_slug="t")),
+    "idx_agent_logs_session": ("GET /api/v1/events?session_id=S", "agent_log", EventFilter(session_id="s")),
+    "idx_agent_logs_adw": ("GET /api/v1/events?adw_id=W", "agent_log", EventFilter(adw_id="w")),
+    "idx_system_logs_level": ("GET /api/v1/events?level=error", "system_log", EventFilter(levels=("ERROR",))),
+    "idx_system_logs_adw": ("GET /api/v1/events?adw_id=W", "system_log", EventFilter(adw_id="w")),
+    "idx_agent_logs_timestamp": ("retention by age", "agent_logs", "seqs_older_than"),
+    "idx_system_logs_timestamp": ("retention by age", "system_logs", "seqs_older_than"),
+}
+
+
+def _plan(conn: sqlite3.Connection, sql: str, params: list[Any]) -> str:
+    return " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+
+
+@pytest.mark.parametrize("index", sorted(INDEX_QUERIES))
+def test_each_log_index_serves_a_named_query(conn: sqlite3.Connection, index: str) -> None:
+    """EXPLAIN QUERY PLAN of the store's own statement for the query names the index."""
+    what, kind, flt = INDEX_QUERIES[index]
+    if isinstance(flt, EventFilter):
+        sql, params = page_sql(kind, filter_sql(kind, flt), _PAGE, False, 101)
+    else:  # the retention statement (store/sqlite.py _Txn.seqs_older_than)
+        sql, params = f"SELECT seq FROM {kind} WHERE timestamp < ? AND seq > ? LIMIT ?", ["2000", 0, 10]
+    assert f"INDEX {index} " in _plan(conn, sql, params) + " ", (what, _plan(conn, sql, params))
+
+
+def test_log_tables_carry_only_indexes_a_query_needs(conn: sqlite3.Connection) -> None:
+    """Beyond the unique id index, every index of agent_logs/system_logs is in INDEX_QUERIES."""
+    found = {
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('agent_logs', 'system_logs') "
+            "AND name NOT LIKE 'sqlite_autoindex_%'"
+        )
     }
-    for table, columns in wanted.items():
-        leading = set()
-        for row in conn.execute(f"PRAGMA index_list({table})"):
-            first = conn.execute(f"PRAGMA index_info({row[1]})").fetchone()
-            leading.add(first[2])
-        assert columns <= leading, (table, columns - leading)
+    assert found == set(INDEX_QUERIES)
+
+
+def test_event_category_filter_pages_by_seq_without_an_index(conn: sqlite3.Connection) -> None:
+    """event_category has three values: its page is a seq-ordered scan (no sort, no index)."""
+    sql, params = page_sql(
+        "agent_log", filter_sql("agent_log", EventFilter(event_categories=("hook",))), _PAGE, False, 101
+    )
+    plan = _plan(conn, sql, params)
+    assert "INTEGER PRIMARY KEY" in plan and "TEMP B-TREE" not in plan, plan
 
 
 # ---------------------------------------------------------------- migrations

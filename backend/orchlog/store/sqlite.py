@@ -515,22 +515,34 @@ class _Pages:
     async def page(
         self, kind: str, bounds: tuple[int, int | None, int | None], descending: bool, limit: int
     ) -> list[StoredEvent]:
-        head, after, before = bounds
-        terms, params = self.where[kind]
-        terms = [*terms, "seq <= ?"]
-        params = [*params, head]
-        if after is not None:
-            terms.append("seq > ?")
-            params.append(after)
-        if before is not None:
-            terms.append("seq < ?")
-            params.append(before)
-        sql = (
-            f"SELECT seq, {JSON_ROW[kind]} FROM {TABLES[kind]} WHERE {' AND '.join(terms)} "
-            f"ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT {int(limit)}"
-        )
+        sql, params = page_sql(kind, self.where[kind], bounds, descending, limit)
         # SQLite renders each row as JSON: no per-column Python work on the hot read paths
         return [StoredEvent(kind, seq, RawRow(text)) for seq, text in self.conn.execute(sql, params)]
+
+
+def page_sql(
+    kind: str,
+    where: tuple[list[str], list[Any]],
+    bounds: tuple[int, int | None, int | None],
+    descending: bool,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """The one statement of a history/stream page of one table (tests EXPLAIN it)."""
+    head, after, before = bounds
+    terms, params = where
+    terms = [*terms, "seq <= ?"]
+    params = [*params, head]
+    if after is not None:
+        terms.append("seq > ?")
+        params.append(after)
+    if before is not None:
+        terms.append("seq < ?")
+        params.append(before)
+    sql = (
+        f"SELECT seq, {JSON_ROW[kind]} FROM {TABLES[kind]} WHERE {' AND '.join(terms)} "
+        f"ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT {int(limit)}"
+    )
+    return sql, params
 
 
 def _read(
