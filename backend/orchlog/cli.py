@@ -345,7 +345,10 @@ def post(**kw: Any) -> None:
     show_default=True,
     help="Where to write bench-results.json/.md/.png.",
 )
-def bench(suites: tuple[str, ...], quick: bool, out_dir: str) -> None:
+@click.option(
+    "--rows", default="0", show_default=True, help="Ingest at these table sizes, prefilled fast (e.g. 0,1M,5M)."
+)
+def bench(suites: tuple[str, ...], quick: bool, out_dir: str, rows: str) -> None:
     """Measure orchlog on this machine: ingest, fan-out, catch-up, memory, tail.
 
     \b
@@ -355,10 +358,11 @@ def bench(suites: tuple[str, ...], quick: bool, out_dir: str) -> None:
     """
     from pathlib import Path
 
+    from .bench.ingest import parse_rows
     from .bench.run import SUITES, run
 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    run(list(suites) or list(SUITES), quick, Path(out_dir))
+    run(list(suites) or list(SUITES), quick, Path(out_dir), parse_rows(rows))
 
 
 for _command in COMMANDS:

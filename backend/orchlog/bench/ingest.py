@@ -1,11 +1,19 @@
-"""Ingest: events/s committed by a real server, next to two baselines run in the same session.
+"""``orchlog bench ingest``: orchlog next to its baselines, all in one run, medians of 3.
 
-- raw: stdlib sqlite3 ``executemany`` of the same rows into the same schema, 1,000 per
-  transaction — the storage ceiling;
-- naive: one INSERT + COMMIT per event through aiosqlite — what the original app does.
+For each load shape (clients x events per POST) the same load generator process
+(``orchlog.bench.load``) drives:
+- orchlog: ``orchlog serve`` on a fresh database, or one prefilled with ``--rows`` events;
+- naive: the seed app's pattern over HTTP (``bench/naive.py``: Starlette + aiosqlite, one
+  INSERT + COMMIT per request) on the same schema;
+and, without HTTP, in this process:
+- raw: stdlib sqlite3 ``executemany`` of the same rows into the same schema, one transaction
+  per request-sized batch: the storage ceiling;
+- redis: Redis Streams ``XADD`` through redis-py pipelines of the same size, AOF everysec, when
+  a ``redis-server`` binary exists (skipped with a note otherwise).
 
-The load generator runs in another process (``python -m orchlog.bench.load``), pinned to the
-other core where the machine allows, and the server's row count is checked afterwards.
+Servers are pinned to core 0 and the load generator to core 1 where the machine allows. Server
+CPU per event comes from /proc (user + system time of the whole process, every thread). The
+prefill is raw inserts (``bench/prefill.py``), never the API.
 """
 
 from __future__ import annotations
@@ -14,37 +22,112 @@ import asyncio
 import contextlib
 import json
 import os
-import sqlite3
+import shutil
+import socket
+import statistics
 import subprocess
 import sys
 import time
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import httpx
 
 from ..config import Settings
+from ..ids import new_id
 from ..models import AgentLogIn
 from ..store.rules import AGENT_COLS, agent_row
-from ..store.sqlite import connect, insert_sql, migrate
-from .common import ServerProcess, record, tmpdir
+from ..store.sqlite import connect, insert_sql
+from .common import ServerProcess, free_port, record, tmpdir
+from .prefill import prefill
+
+SHAPES = ((32, 1, 20_000), (8, 10, 50_000), (8, 100, 200_000), (4, 1000, 400_000))
+REPEATS = 3
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _seed(db: Path) -> tuple[sqlite3.Connection, str]:
-    conn = connect(str(db), Settings())
-    migrate(conn)
-    orch, agent = str(uuid.uuid4()), str(uuid.uuid4())
-    conn.execute("INSERT INTO orchestrator_agents (id) VALUES (?)", (orch,))
-    conn.execute(
-        "INSERT INTO agents (id, orchestrator_agent_id, name, model) VALUES (?, ?, 'bench', 'm')",
-        (agent, orch),
-    )
-    return conn, agent
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a whole process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def _rows(agent: str, n: int, start: int = 0) -> list[tuple[Any, ...]]:
+def _pin(pid: int, cpu: int) -> None:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, {cpu})
+
+
+def _load(url: str, agent: str, clients: int, batch: int, total: int, server_pid: int) -> dict[str, float]:
+    """One run of the load generator against a server: ev/s acked, server CPU µs per event."""
+    cmd = [sys.executable, "-m", "orchlog.bench.load", url, agent, str(clients), str(batch), str(total)]
+    cpu0 = cpu_seconds(server_pid)
+    load = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    _pin(load.pid, 1)
+    out, _ = load.communicate(timeout=900)
+    cpu = cpu_seconds(server_pid) - cpu0
+    result = json.loads(out.strip().splitlines()[-1])
+    return {"events_per_s": result["events_per_s"], "cpu_us": cpu * 1e6 / total, "retries": result["retries"]}
+
+
+def _median(runs: list[dict[str, float]]) -> dict[str, Any]:
+    return {
+        "events_per_s": round(statistics.median(r["events_per_s"] for r in runs)),
+        "cpu_us_per_event": round(statistics.median(r["cpu_us"] for r in runs), 1),
+        "runs_events_per_s": [round(r["events_per_s"]) for r in runs],
+    }
+
+
+@contextlib.contextmanager
+def _process(cmd: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{cmd[:4]} did not start")
+            time.sleep(0.05)
+        _pin(proc.pid, 0)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def bench_orchlog(shapes: list[tuple[int, int, int]], rows: int) -> dict[tuple[int, int], dict[str, Any]]:
+    db = tmpdir() / "orchlog.db"
+    agent = prefill(db, rows)
+    out = {}
+    with ServerProcess(db) as srv:
+        assert srv.proc is not None
+        _pin(srv.proc.pid, 0)
+        for clients, batch, total in shapes:
+            head0 = httpx.get(srv.url + "/api/v1/events", params={"limit": 1}).json()["head_seq"]
+            runs = [_load(srv.url, agent, clients, batch, total, srv.proc.pid) for _ in range(REPEATS)]
+            head = httpx.get(srv.url + "/api/v1/events", params={"limit": 1}).json()["head_seq"]
+            out[(clients, batch)] = {**_median(runs), "committed": head - head0, "expected": total * REPEATS}
+    return out
+
+
+def bench_naive(shapes: list[tuple[int, int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
+    db = tmpdir() / "naive.db"
+    agent = prefill(db, 0)
+    port = free_port()
+    out = {}
+    with _process([sys.executable, "-m", "orchlog.bench.naive", str(db), str(port)], port) as proc:
+        for clients, batch, total in shapes:
+            runs = [_load(f"http://127.0.0.1:{port}", agent, clients, batch, total, proc.pid) for _ in range(REPEATS)]
+            out[(clients, batch)] = _median(runs)
+    return out
+
+
+def _rows(agent: str, n: int, start: int) -> list[tuple[Any, ...]]:
     item = AgentLogIn(
         agent_id=agent,
         event_category="hook",
@@ -54,116 +137,128 @@ def _rows(agent: str, n: int, start: int = 0) -> list[tuple[Any, ...]]:
     )
     rows = []
     for i in range(n):
-        item.id = str(uuid.uuid4())
+        item.id = new_id()
         rows.append(agent_row(item, start + i + 1))
     return rows
 
 
-def raw_baseline(n: int = 100_000, batch: int = 1000) -> float:
-    conn, agent = _seed(tmpdir() / "raw.db")
-    rows = _rows(agent, n)
-    sql = insert_sql("agent_logs", AGENT_COLS)
-    started = time.perf_counter()
-    for i in range(0, n, batch):
-        conn.execute("BEGIN")
-        conn.executemany(sql, rows[i : i + batch])
-        conn.execute("COMMIT")
-    took = time.perf_counter() - started
-    conn.close()
-    return n / took
-
-
-async def _naive(db: Path, agent: str, rows: list[tuple[Any, ...]]) -> float:
-    sql = insert_sql("agent_logs", AGENT_COLS)
-    async with aiosqlite.connect(db) as conn:
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = NORMAL")
-        started = time.perf_counter()
-        for row in rows:
-            await conn.execute(sql, row)
-            await conn.commit()
-        return len(rows) / (time.perf_counter() - started)
-
-
-def naive_baseline(n: int = 5000) -> float:
-    db = tmpdir() / "naive.db"
-    conn, agent = _seed(db)
-    conn.close()
-    return asyncio.run(_naive(db, agent, _rows(agent, n)))
-
-
-def _pin(pid: int, cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(pid, {cpu})
-
-
-def server_ingest(clients: int, batch: int, total: int, db: Path | str | None = None) -> dict[str, Any]:
-    with ServerProcess(db or tmpdir() / "ingest.db") as srv:
-        assert srv.proc is not None
-        _pin(srv.proc.pid, 0)
-        with httpx.Client(base_url=srv.url) as c:
-            orch = c.post("/api/v1/orchestrator-agents", json={}).json()["id"]
-            agent = c.post("/api/v1/agents", json={"orchestrator_agent_id": orch, "name": "b", "model": "m"}).json()[
-                "id"
-            ]
-            head0 = c.get("/api/v1/events", params={"limit": 1}).json()["head_seq"]
-        cmd = [
-            sys.executable,
-            "-m",
-            "orchlog.bench.load",
-            srv.url,
-            agent,
-            str(clients),
-            str(batch),
-            str(total),
-        ]
-        load = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        _pin(load.pid, 1)
-        out, _ = load.communicate(timeout=600)
-        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-        with httpx.Client(base_url=srv.url) as c:
-            head = c.get("/api/v1/events", params={"limit": 1}).json()["head_seq"]
-        result["committed"] = head - head0
-        return result
-
-
-def main(quick: bool = False) -> list[dict[str, Any]]:
-    scale = 0.25 if quick else 1.0
-    raw = raw_baseline(int(100_000 * scale))
-    naive = naive_baseline(int(4000 * scale))
-    out = [
-        record("ingest_baseline_raw", events_per_s=round(raw)),
-        record("ingest_baseline_naive", events_per_s=round(naive)),
-    ]
-    for clients, batch, total in ((32, 1, 20_000), (8, 10, 50_000), (8, 100, 200_000), (4, 1000, 400_000)):
-        total = int(total * scale)
-        r = server_ingest(clients, batch, total)
-        eps = r["events_per_s"]
-        out.append(
-            record(
-                "ingest_server",
-                clients=clients,
-                batch=batch,
-                events=total,
-                committed=r["committed"],
-                events_per_s=round(eps),
-                x_raw=round(eps / raw, 3),
-                x_naive=round(eps / naive, 2),
-                rejected_503=r["retries"],
-            )
-        )
-    pg_admin = os.environ.get("ORCHLOG_BENCH_PG_URL")
-    if pg_admin:
-        out.extend(postgres_vs_sqlite(pg_admin, scale))
+def bench_raw(shapes: list[tuple[int, int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
+    """executemany + COMMIT per request-sized batch, same schema, same rows (CPU of this process)."""
+    out = {}
+    for clients, batch, total in shapes:
+        n = min(total, 100_000)
+        runs = []
+        for _ in range(REPEATS):
+            db = tmpdir() / "raw.db"
+            agent = prefill(db, 0)
+            conn = connect(str(db), Settings())
+            rows = _rows(agent, n, 0)
+            sql = insert_sql("agent_logs", AGENT_COLS)
+            wall, cpu = time.perf_counter(), time.process_time()
+            for i in range(0, n, batch):
+                conn.execute("BEGIN")
+                conn.executemany(sql, rows[i : i + batch])
+                conn.execute("COMMIT")
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            conn.close()
+            runs.append({"events_per_s": n / wall, "cpu_us": cpu * 1e6 / n})
+        out[(clients, batch)] = _median(runs)
     return out
 
 
-def postgres_vs_sqlite(admin_url: str, scale: float) -> list[dict[str, Any]]:
-    """The same server and load on PostgreSQL (a throwaway database) next to SQLite."""
+def bench_redis(shapes: list[tuple[int, int, int]]) -> dict[tuple[int, int], dict[str, Any]] | str:
+    """XADD of the same events through redis-py pipelines of the request size (AOF everysec)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return "skipped: no redis-server binary on this machine"
+    try:
+        import redis
+    except ImportError:
+        return "skipped: redis-py is not installed (pip install redis)"
+    import orjson
+
+    port, work = free_port(), tmpdir()
+    cmd = [binary, "--port", str(port), "--dir", str(work), "--appendonly", "yes", "--appendfsync", "everysec"]
+    out = {}
+    event = {
+        "agent_id": new_id(),
+        "event_category": "hook",
+        "event_type": "PreToolUse",
+        "content": "x" * 120,
+        "payload": orjson.dumps({"tool": "Bash", "args": ["ls", "-la"], "n": 1}),
+    }
+    with _process([*cmd, "--save", ""], port) as proc:
+        client = redis.Redis(port=port)
+        for clients, batch, total in shapes:
+            n = min(total, 100_000)
+            runs = []
+            for _ in range(REPEATS):
+                cpu0, wall = cpu_seconds(proc.pid), time.perf_counter()
+                for _start in range(0, n, batch):
+                    pipe = client.pipeline(transaction=False)
+                    for _ in range(batch):
+                        pipe.xadd("orchlog", event)  # type: ignore[arg-type]
+                    pipe.execute()
+                wall = time.perf_counter() - wall
+                runs.append({"events_per_s": n / wall, "cpu_us": (cpu_seconds(proc.pid) - cpu0) * 1e6 / n})
+            out[(clients, batch)] = _median(runs)
+        client.close()
+    return out
+
+
+def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    if not a or not b or not b["events_per_s"]:
+        return None
+    return round(float(a["events_per_s"]) / float(b["events_per_s"]), 2)
+
+
+def main(quick: bool = False, rows: tuple[int, ...] = (0,)) -> list[dict[str, Any]]:
+    scale = 0.1 if quick else 1.0
+    shapes = [(c, b, max(b * c * 10, int(t * scale) // (b * c) * (b * c))) for c, b, t in SHAPES]
+    raw = bench_raw(shapes)
+    naive = bench_naive(shapes)
+    redis_runs = bench_redis(shapes)
+    by_rows = {n: bench_orchlog(shapes, n) for n in rows}
+    out: list[dict[str, Any]] = []
+    if isinstance(redis_runs, str):
+        out.append(record("ingest_redis", note=redis_runs))
+        redis_runs = {}
+    for clients, batch, total in shapes:
+        key = (clients, batch)
+        base = {"clients": clients, "batch": batch, "events": total, "repeats": REPEATS}
+        out.append(record("ingest_raw", **base, **raw[key]))
+        out.append(record("ingest_naive_http", **base, **naive[key]))
+        if key in redis_runs:
+            out.append(record("ingest_redis", **base, **redis_runs[key]))
+        empty = by_rows[rows[0]][key]
+        for n, results in by_rows.items():
+            mine = results[key]
+            out.append(
+                record(
+                    "ingest_orchlog",
+                    **base,
+                    rows_before=n,
+                    **mine,
+                    x_naive=_ratio(mine, naive[key]),
+                    x_raw=_ratio(mine, raw[key]),
+                    x_redis=_ratio(mine, redis_runs.get(key)),
+                    x_first_rows=_ratio(mine, empty),
+                )
+            )
+    pg_admin = os.environ.get("ORCHLOG_BENCH_PG_URL")
+    if pg_admin:
+        out.extend(postgres_vs_copy(pg_admin, 8, 100, shapes[2][2]))
+    return out
+
+
+def postgres_vs_copy(admin_url: str, clients: int, batch: int, total: int) -> list[dict[str, Any]]:
+    """orchlog on PostgreSQL (a throwaway database) next to asyncpg COPY of the same rows."""
     import asyncpg
 
-    name = f"orchlog_bench_{uuid.uuid4().hex[:8]}"
+    from ..store.postgres import _ts
+
+    name = f"orchlog_bench_{new_id()[:8]}"
+    target = admin_url.rsplit("/", 1)[0] + "/" + name
 
     async def admin(sql: str) -> None:
         conn = await asyncpg.connect(admin_url)
@@ -172,24 +267,49 @@ def postgres_vs_sqlite(admin_url: str, scale: float) -> list[dict[str, Any]]:
         finally:
             await conn.close()
 
+    async def copy(agent: str, n: int) -> dict[str, float]:
+        conn = await asyncpg.connect(target)
+        try:
+            head = int(await conn.fetchval("SELECT last_seq FROM stream_meta WHERE id = 1"))
+            rows = [(*r[:-1], _ts(r[-1])) for r in _rows(agent, n, head + 10_000_000)]
+            wall = time.perf_counter()
+            for i in range(0, n, batch):
+                async with conn.transaction():
+                    await conn.copy_records_to_table(
+                        "agent_logs", records=rows[i : i + batch], columns=list(AGENT_COLS)
+                    )
+            return {"events_per_s": n / (time.perf_counter() - wall), "cpu_us": 0.0}
+        finally:
+            await conn.close()
+
     asyncio.run(admin(f"CREATE DATABASE {name}"))
     try:
-        total = int(100_000 * scale)
-        lite = server_ingest(8, 100, total)["events_per_s"]
-        pg = server_ingest(8, 100, total, db=admin_url.rsplit("/", 1)[0] + "/" + name)["events_per_s"]
+        with ServerProcess(target) as srv:
+            assert srv.proc is not None
+            with httpx.Client(base_url=srv.url) as c:
+                orch = c.post("/api/v1/orchestrator-agents", json={}).json()["id"]
+                body = {"orchestrator_agent_id": orch, "name": "b", "model": "m"}
+                agent = c.post("/api/v1/agents", json=body).json()["id"]
+            mine = _median([_load(srv.url, agent, clients, batch, total, srv.proc.pid) for _ in range(REPEATS)])
+        copied = _median([asyncio.run(copy(agent, min(total, 100_000))) for _ in range(REPEATS)])
     finally:
         asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    base = {"clients": clients, "batch": batch, "events": total, "repeats": REPEATS}
     return [
-        record(
-            "ingest_postgres",
-            clients=8,
-            batch=100,
-            events=total,
-            events_per_s=round(pg),
-            sqlite_events_per_s=round(lite),
-            x_sqlite=round(pg / lite, 3),
-        )
+        record("ingest_postgres_copy", **base, events_per_s=copied["events_per_s"]),
+        record("ingest_postgres_orchlog", **base, **mine, x_copy=_ratio(mine, copied)),
     ]
+
+
+def parse_rows(text: str) -> tuple[int, ...]:
+    """``0,1M,5M`` → (0, 1_000_000, 5_000_000)."""
+    units = {"k": 1_000, "m": 1_000_000}
+    out = []
+    for part in text.lower().replace("_", "").split(","):
+        part = part.strip()
+        mult = units.get(part[-1:], 1)
+        out.append(int(float(part[:-1] if mult > 1 else part) * mult))
+    return tuple(out) or (0,)
 
 
 if __name__ == "__main__":
