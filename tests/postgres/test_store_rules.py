@@ -108,3 +108,25 @@ async def test_an_id_is_unique_across_agent_and_system_logs(writer: tuple[Store,
         await w.submit(InsertLogs([system("fine"), clash]))
     events, _ = await store.read_events(EventFilter(), after=0, limit=100)
     assert [e.kind for e in events] == ["agent_log", "system_log"]
+
+
+async def test_an_op_that_fails_after_writing_fails_alone_in_its_batch(writer: tuple[Store, Writer]) -> None:
+    """A batch runs without savepoints; an op refused by the database after it wrote (a unique
+    session_id) makes the batch run again with one savepoint per op: that op gets its 422, the
+    ops around it commit, and their seqs stay gapless."""
+    store, _w = writer
+    taken = await store.write_batch([CreateOrchestrator(OrchestratorAgentCreate(session_id="s-1"))])
+    assert not isinstance(taken.results[0], BaseException)
+    head = await store.head_seq()
+    result = await store.write_batch(
+        [
+            InsertLogs([system("before")]),
+            CreateOrchestrator(OrchestratorAgentCreate(session_id="s-1")),
+            InsertLogs([system("after 1"), system("after 2")]),
+        ]
+    )
+    before, clash, after = result.results
+    assert isinstance(clash, ValidationFailed) and clash.details[0]["field"] == "session_id", clash
+    assert [a.seq for a in before + after] == [head + 1, head + 2, head + 3]
+    assert result.head_seq == head + 3
+    assert await messages(store) == ["before", "after 1", "after 2"]

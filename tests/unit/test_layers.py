@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "errors",
             "closecodes",
             "paths",
+            "ids",
             "logs",
             "origins",
             "console",

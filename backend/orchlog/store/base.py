@@ -68,14 +68,6 @@ class StoredEvent(NamedTuple):
     data: Mapping[str, Any]
 
 
-class StoredAck(NamedTuple):
-    """One ingested item's outcome: its id, its seq, and whether the id was already stored."""
-
-    id: str
-    seq: int
-    duplicate: bool
-
-
 class StreamMeta(NamedTuple):
     epoch: str
     head_seq: int
@@ -267,7 +259,6 @@ __all__ = [
     "InsertLogs",
     "PruneLogs",
     "Store",
-    "StoredAck",
     "StoredEvent",
     "StreamMeta",
     "UpdateEntity",

@@ -26,7 +26,7 @@ import orjson
 
 from ..errors import NotFound, ValidationFailed
 from ..ids import new_id
-from ..models import AgentLogIn, EntityPatch, LogIn, now_ts
+from ..models import Ack, AgentLogIn, EntityPatch, LogIn, now_ts
 from .base import (
     ArchiveAgent,
     BatchResult,
@@ -37,7 +37,6 @@ from .base import (
     IndexFulltext,
     InsertLogs,
     PruneLogs,
-    StoredAck,
     StoredEvent,
     UpdateEntity,
     WriteOp,
@@ -250,7 +249,7 @@ def system_row(item: Any, seq: int) -> tuple[Any, ...]:
     )
 
 
-async def insert_logs(tx: Txn, items: Sequence[LogIn], counter: _Counter) -> list[StoredAck]:
+async def insert_logs(tx: Txn, items: Sequence[LogIn], counter: _Counter) -> list[Ack]:
     """One request: every agent known (one query), ids deduplicated across both tables (one
     query), seqs for the new rows in one step, one insert per table."""
     agent_ids = {it.agent_id for it in items if isinstance(it, AgentLogIn)}
@@ -263,7 +262,7 @@ async def insert_logs(tx: Txn, items: Sequence[LogIn], counter: _Counter) -> lis
     seen = await tx.log_ids([str(it.id) for it in items])
     agent_rows: list[tuple[Any, ...]] = []
     system_rows: list[tuple[Any, ...]] = []
-    acks: list[StoredAck] = []
+    acks: list[Ack] = []
     seq = counter.value
     for index, it in enumerate(items):
         ident = str(it.id)
@@ -273,7 +272,7 @@ async def insert_logs(tx: Txn, items: Sequence[LogIn], counter: _Counter) -> lis
         if known_row is not None:
             if known_row[0] != table:
                 raise _other_kind(index, ident, known_row[0])
-            acks.append(StoredAck(ident, known_row[1], True))
+            acks.append(Ack.model_construct(id=ident, seq=known_row[1], duplicate=True))
             continue
         seq += 1
         seen[ident] = (table, seq)
@@ -281,7 +280,7 @@ async def insert_logs(tx: Txn, items: Sequence[LogIn], counter: _Counter) -> lis
             agent_rows.append(agent_row(it, seq))  # type: ignore[arg-type]
         else:
             system_rows.append(system_row(it, seq))
-        acks.append(StoredAck(ident, seq, False))
+        acks.append(Ack.model_construct(id=ident, seq=seq, duplicate=False))
     if agent_rows:
         await tx.insert_logs("agent_logs", agent_rows)
     if system_rows:
