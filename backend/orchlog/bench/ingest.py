@@ -255,7 +255,7 @@ def postgres_vs_copy(admin_url: str, clients: int, batch: int, total: int) -> li
     """orchlog on PostgreSQL (a throwaway database) next to asyncpg COPY of the same rows."""
     import asyncpg
 
-    from ..store.postgres import _ts
+    from ..store.postgres_write import to_ts
 
     name = f"orchlog_bench_{new_id()[:8]}"
     target = admin_url.rsplit("/", 1)[0] + "/" + name
@@ -271,7 +271,7 @@ def postgres_vs_copy(admin_url: str, clients: int, batch: int, total: int) -> li
         conn = await asyncpg.connect(target)
         try:
             head = int(await conn.fetchval("SELECT last_seq FROM stream_meta WHERE id = 1"))
-            rows = [(*r[:-1], _ts(r[-1])) for r in _rows(agent, n, head + 10_000_000)]
+            rows = [(*r[:-1], to_ts(r[-1])) for r in _rows(agent, n, head + 10_000_000)]
             wall = time.perf_counter()
             for i in range(0, n, batch):
                 async with conn.transaction():
