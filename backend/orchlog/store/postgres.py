@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import orjson
 
 from ..auth import TokenRecord
 from ..config import Settings
 from ..errors import BadParameter, Overloaded, SchemaError
 from ..filters import KINDS, EventFilter
-from ..models import LEVEL_RANK, LEVELS, format_ts
+from ..models import LEVEL_RANK, LEVELS
 from . import migrate as migrations
+from . import tokens as token_sql
 from .base import BatchResult, StoredEvent, StreamMeta, WriteOp
 from .postgres_write import CHANNEL, MigrationConn, Txn, shape, to_ts
 from .rules import COLUMNS, ENTITY_TABLES, TABLES, Rerun, apply_batch, read_both
@@ -122,6 +122,7 @@ class PostgresStore:
         self._notified = asyncio.Event()
         self._last_poll = 0.0
         self.fallback_poll_s = 1.0
+        self.migrations_applied: list[str] = []
 
     # -- lifecycle
     async def open(self) -> None:
@@ -131,7 +132,7 @@ class PostgresStore:
             )
         except (OSError, asyncpg.PostgresError) as exc:
             raise SchemaError(f"cannot connect to PostgreSQL: {exc}") from exc
-        await self.migrate()
+        self.migrations_applied = await self.migrate()
         await self._listen()
 
     async def migrate(self) -> list[str]:
@@ -276,21 +277,24 @@ class PostgresStore:
         return {str(r[0]): int(r[1]) for r in rows}
 
     async def load_tokens(self) -> list[TokenRecord]:
-        rows = await self._fetch(
-            "SELECT id, name, token_hash, scopes, agent_ids, created_at, revoked_at FROM api_tokens ORDER BY created_at"
-        )
-        return [
-            TokenRecord(
-                str(r["id"]),
-                r["name"],
-                r["token_hash"],
-                tuple(orjson.loads(r["scopes"])),
-                tuple(orjson.loads(r["agent_ids"])),
-                format_ts(r["created_at"]),
-                format_ts(r["revoked_at"]) if r["revoked_at"] else None,
-            )
-            for r in rows
-        ]
+        assert self._pool is not None
+        async with self._pool.acquire() as conn:
+            return await token_sql.pg_load_tokens(conn)
+
+    async def create_token(self, record: TokenRecord) -> None:
+        assert self._pool is not None
+        async with self._pool.acquire() as conn:
+            await token_sql.pg_insert_token(conn, record)
+
+    async def revoke_token(self, ref: str) -> TokenRecord:
+        assert self._pool is not None
+        async with self._pool.acquire() as conn:
+            return await token_sql.pg_revoke_token(conn, ref)
+
+    async def delete_token(self, ref: str) -> TokenRecord:
+        assert self._pool is not None
+        async with self._pool.acquire() as conn:
+            return await token_sql.pg_delete_token(conn, ref)
 
     async def maintain(self) -> dict[str, int]:
         return {}  # autovacuum does PostgreSQL's housekeeping

@@ -24,6 +24,7 @@ from ..auth import TokenRecord
 from ..config import Settings
 from ..errors import BadParameter
 from ..filters import KINDS, EventFilter
+from . import tokens as token_sql
 from .base import BatchResult, StoredEvent, StreamMeta, WriteOp
 from .rules import AGENT_COLS, COLUMNS, ENTITY_TABLES, SYSTEM_COLS
 from .sqlite_conn import connect, migrate, migrate_path
@@ -62,12 +63,13 @@ class SqliteStore:
         self._free: asyncio.Queue[Reader] = asyncio.Queue()
         self._readers: list[Reader] = []
         self._tail: Reader | None = None
+        self.migrations_applied: list[str] = []
 
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orchlog-writer")
         conn = await self._on_writer(connect, self.path, self.settings)
         self._writer = Writer(conn, self.path)
-        await self._on_writer(migrate, conn)
+        self.migrations_applied = await self._on_writer(migrate, conn)
         for i in range(self.settings.read_connections):
             reader = Reader(self.path, self.settings, f"orchlog-reader-{i}")
             await reader.open()
@@ -185,6 +187,18 @@ class SqliteStore:
     # -- tokens
     async def load_tokens(self) -> list[TokenRecord]:
         return await self._read(load_tokens)
+
+    async def create_token(self, record: TokenRecord) -> None:
+        assert self._writer is not None, "store is not open"
+        await self._on_writer(token_sql.insert_token, self._writer.conn, record)
+
+    async def revoke_token(self, ref: str) -> TokenRecord:
+        assert self._writer is not None, "store is not open"
+        return await self._on_writer(token_sql.revoke_token, self._writer.conn, ref)
+
+    async def delete_token(self, ref: str) -> TokenRecord:
+        assert self._writer is not None, "store is not open"
+        return await self._on_writer(token_sql.delete_token, self._writer.conn, ref)
 
     # -- entities
     async def get_entity(self, table: str, ident: str) -> dict[str, Any] | None:
