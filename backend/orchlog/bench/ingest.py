@@ -270,8 +270,8 @@ def postgres_vs_copy(admin_url: str, clients: int, batch: int, total: int) -> li
     async def copy(agent: str, n: int) -> dict[str, float]:
         conn = await asyncpg.connect(target)
         try:
-            head = int(await conn.fetchval("SELECT last_seq FROM stream_meta WHERE id = 1"))
-            rows = [(*r[:-1], to_ts(r[-1])) for r in _rows(agent, n, head + 10_000_000)]
+            head = int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM agent_logs"))
+            rows = [(*r[:-1], to_ts(r[-1])) for r in _rows(agent, n, head)]
             wall = time.perf_counter()
             for i in range(0, n, batch):
                 async with conn.transaction():
