@@ -197,7 +197,7 @@ def bench_redis(shapes: list[tuple[int, int, int]]) -> dict[tuple[int, int], dic
                 for _start in range(0, n, batch):
                     pipe = client.pipeline(transaction=False)
                     for _ in range(batch):
-                        pipe.xadd("orchlog", event)  # type: ignore[arg-type]
+                        pipe.xadd("orchlog", event)  # type: ignore[arg-type,unused-ignore]
                     pipe.execute()
                 wall = time.perf_counter() - wall
                 runs.append({"events_per_s": n / wall, "cpu_us": (cpu_seconds(proc.pid) - cpu0) * 1e6 / n})
