@@ -217,7 +217,7 @@ def test_compose_file_is_valid_and_needs_a_token(kind: str) -> None:
     requires ORCHLOG_ADMIN_TOKEN (a container binds 0.0.0.0, which needs a token)."""
     import yaml
 
-    data = yaml.safe_load((Path(__file__).parent.parent / kind).read_text())
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / kind).read_text())
     service = data["services"]["orchlog"]
     assert "orchlog-data" in data["volumes"]
     assert any(v.startswith("orchlog-data:") for v in service["volumes"])

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NETWORK_TROUBLE = (
     "NewConnectionError",
     "Failed to establish a new connection",
