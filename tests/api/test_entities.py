@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import agent_event, assert_error, history
+from helpers import agent_event, assert_error, history
 
 TS_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 ORCH_FIELDS = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conftest import assert_error, make_agents
+from helpers import assert_error, make_agents
 
 MESSAGES = [
     "deploy finished ok",

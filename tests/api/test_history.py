@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Server, agent_event, assert_error, history, make_agents, make_agents_sync, start_server
+from helpers import AppServer, agent_event, assert_error, history, make_agents, make_agents_sync, start_app
 
 LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 RANK = {lv: i for i, lv in enumerate(LEVELS)}
@@ -31,7 +31,7 @@ Pred = Callable[[str, Row], bool]
 
 
 class Seeded:
-    def __init__(self, server: Server, agents: list[str], events: list[Row]) -> None:
+    def __init__(self, server: AppServer, agents: list[str], events: list[Row]) -> None:
         self.server = server
         self.agents = agents
         self.events = events  # the full history: [{"kind", "seq", "data"}]
@@ -42,9 +42,9 @@ class Seeded:
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
-    """A server with 3 agents and 300 events of every shape (both kinds, all levels and categories,
+    """An app with 3 agents and 300 events of every shape (both kinds, all levels and categories,
     old client timestamps with offsets and fresh server ones, searchable words), posted in batches."""
-    srv = start_server(tmp_path_factory.mktemp("history"))
+    srv = start_app(tmp_path_factory.mktemp("history"))
     rng = random.Random(7)
     words = [
         "alpha",
@@ -56,7 +56,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
         "underXscore",
     ]
     try:
-        with httpx.Client(base_url=srv.url, timeout=30) as c:
+        with srv.sync_client() as c:
             _orch, agents = make_agents_sync(c, 3)
             batch: list[Row] = []
             for i in range(300):
@@ -105,7 +105,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
 
 @pytest.fixture
 async def hc(seeded: Seeded) -> Any:
-    async with httpx.AsyncClient(base_url=seeded.server.url, timeout=30) as c:
+    async with seeded.server.client() as c:
         yield c
 
 
@@ -401,10 +401,10 @@ async def test_before_not_above_after_is_400(hc: httpx.AsyncClient) -> None:
 # ---------------------------------------------------------------- paging under concurrent writes
 
 
-async def test_paging_is_stable_while_another_task_posts(server: Server) -> None:
+async def test_paging_is_stable_while_another_task_posts(server: AppServer) -> None:
     """Readers paging with next_after while a writer posts see every event exactly once, in seq
     order, ending with exactly the final history (unfiltered and filtered by kind)."""
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+    async with server.client() as client:
         _orch, agents = await make_agents(client, 2)
         r = await client.post("/api/v1/agent-logs", json=[agent_event(agents[0], f"pre {i}") for i in range(100)])
         assert r.status_code == 201

@@ -1,8 +1,9 @@
 """Ingest: POST /api/v1/agent-logs, /api/v1/system-logs and /api/v1/events (wire contract §4).
 
-Every test talks HTTP to a real `orchlog serve` over a real SQLite file. Most share one server per
-module; the tests that need an untouched database (no-holes over the whole log) or other limits
-start their own.
+Every test talks HTTP to the real app in-process over a real SQLite file (tests/api/conftest.py).
+Most share one app per module; the tests that need an untouched database (no-holes over the whole
+log) or other limits start their own. What needs a real socket (413 while the body is still being
+sent) is in tests/e2e/test_ingest_sockets.py.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ import httpx
 import orjson
 import pytest
 
-from conftest import (
-    Server,
+from helpers import (
+    AppServer,
     agent_event,
     assert_error,
+    head_seq,
     history,
     make_agents,
     make_agents_sync,
-    start_server,
+    start_app,
     wait_until,
 )
 
@@ -43,16 +45,16 @@ LIMITED_ENV = {
 
 
 @pytest.fixture(scope="module")
-def agents(module_server: Server) -> list[str]:
-    """Three agents on the shared server."""
-    with httpx.Client(base_url=module_server.url, timeout=30) as c:
+def agents(module_server: AppServer) -> list[str]:
+    """Three agents on the shared app."""
+    with module_server.sync_client() as c:
         return make_agents_sync(c, 3)[1]
 
 
 @pytest.fixture(scope="module")
-def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server with small limits: 1 MiB bodies, 50 items per request, 1000-char content."""
-    srv = start_server(tmp_path_factory.mktemp("limited"), env=LIMITED_ENV)
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    """An app with small limits: 1 MiB bodies, 50 items per request, 1000-char content."""
+    srv = start_app(tmp_path_factory.mktemp("limited"), env=LIMITED_ENV)
     try:
         yield srv
     finally:
@@ -60,8 +62,8 @@ def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 
 
 @pytest.fixture
-async def lclient(limited_server: Server) -> Any:
-    async with httpx.AsyncClient(base_url=limited_server.url, timeout=30) as c:
+async def lclient(limited_server: AppServer) -> Any:
+    async with limited_server.client() as c:
         yield c
 
 
@@ -71,12 +73,6 @@ def ndjson(items: list[dict[str, Any]]) -> bytes:
 
 async def post_raw(client: httpx.AsyncClient, path: str, body: bytes, content_type: str) -> httpx.Response:
     return await client.post(path, content=body, headers={"content-type": content_type})
-
-
-async def head_seq(client: httpx.AsyncClient) -> int:
-    r = await client.get("/api/v1/events", params={"limit": 1})
-    assert r.status_code == 200, r.text
-    return int(r.json()["head_seq"])
 
 
 async def rows_by_seq(client: httpx.AsyncClient, seqs: list[int]) -> dict[int, dict[str, Any]]:
@@ -98,73 +94,6 @@ def check_acks(body: dict[str, Any], sent: list[dict[str, Any]]) -> list[int]:
             assert ack["id"] == str(uuid.UUID(str(item["id"]))), (ack, item)
         seqs.append(ack["seq"])
     return seqs
-
-
-class RawAnswer:
-    def __init__(self, status: int, body: bytes, sent: int) -> None:
-        self.status = status
-        self.body = body
-        self.sent = sent
-
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-
-async def _read_answer(reader: asyncio.StreamReader, status_line: bytes) -> tuple[int, bytes]:
-    parts = status_line.decode("latin-1").split()
-    assert len(parts) >= 2 and parts[0].startswith("HTTP/1."), status_line
-    status = int(parts[1])
-    length = None
-    chunked = False
-    while True:
-        line = await asyncio.wait_for(reader.readline(), 10)
-        if line in (b"\r\n", b"\n", b""):
-            break
-        name, _, value = line.decode("latin-1").partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value.strip())
-        if name.strip().lower() == "transfer-encoding" and "chunked" in value.lower():
-            chunked = True
-    if length is not None:
-        return status, await asyncio.wait_for(reader.readexactly(length), 10)
-    if chunked:
-        body = b""
-        while True:
-            size = int((await asyncio.wait_for(reader.readline(), 10)).strip(), 16)
-            if size == 0:
-                return status, body
-            body += await asyncio.wait_for(reader.readexactly(size + 2), 10)
-            body = body[:-2]
-    return status, await asyncio.wait_for(reader.read(), 10)
-
-
-async def send_until_answered(
-    port: int, head: bytes, *, chunk: bytes | None, chunked: bool, give_up_after: int
-) -> RawAnswer:
-    """Send `head`, then body bytes (`chunk` repeatedly) until the server answers or
-    `give_up_after` bytes went out; return the answer and how many body bytes were sent."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(head)
-        status_task = asyncio.create_task(reader.readline())
-        sent = 0
-        while chunk is not None and not status_task.done() and sent < give_up_after:
-            writer.write((b"%x\r\n" % len(chunk) + chunk + b"\r\n") if chunked else chunk)
-            sent += len(chunk)
-            drain = asyncio.ensure_future(writer.drain())
-            done, _ = await asyncio.wait({drain, status_task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-            if drain not in done:
-                drain.cancel()
-            elif drain.exception() is not None:  # the server closed its side after answering
-                break
-            if not done:
-                break
-        status_line = await asyncio.wait_for(status_task, 10)
-        assert status_line, f"connection closed without an answer after {sent} body bytes"
-        status, body = await _read_answer(reader, status_line)
-        return RawAnswer(status, body, sent)
-    finally:
-        writer.close()
 
 
 # ---------------------------------------------------------------- the three body forms
@@ -443,14 +372,14 @@ async def test_duplicate_id_inside_one_array(mclient: httpx.AsyncClient, agents:
 # ---------------------------------------------------------------- concurrency
 
 
-async def test_50_concurrent_posters_every_ack_stored_once_no_holes(server: Server) -> None:
+async def test_50_concurrent_posters_every_ack_stored_once_no_holes(server: AppServer) -> None:
     """50 posters x 200 events (random batches of 1-20, all three endpoints, JSON and NDJSON):
     every acked event is in history exactly once; seqs unique, strictly increasing with no holes;
     each ack's seq holds that ack's id; each poster's later acks have higher seqs."""
     rng = random.Random(20240601)
     posters, per_poster = 50, 200
     limits = httpx.Limits(max_connections=posters, max_keepalive_connections=posters)
-    async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as client:
+    async with server.client(timeout=60, limits=limits) as client:
         _orch, agent_ids = await make_agents(client, 4)
         plans = []
         for p in range(posters):
@@ -555,10 +484,10 @@ async def test_full_queue_is_503_with_retry_after_at_once(tmp_path_factory: pyte
     (ORCHLOG_QUEUE_MAX_REQUESTS=1): extra requests get 503 overloaded with Retry-After while the
     lock is still held, never an unbounded wait; the accepted ones commit once it is released."""
     env = {"ORCHLOG_QUEUE_MAX_REQUESTS": "1", "ORCHLOG_BUSY_TIMEOUT_MS": "60000"}
-    srv = start_server(tmp_path_factory.mktemp("overload"), env=env)
+    srv = start_app(tmp_path_factory.mktemp("overload"), env=env)
     blocker = sqlite3.connect(srv.db, isolation_level=None)
     try:
-        async with httpx.AsyncClient(base_url=srv.url, timeout=60) as c:
+        async with srv.client(timeout=60) as c:
             blocker.execute("BEGIN IMMEDIATE")
             tasks = [asyncio.ensure_future(c.post("/api/v1/system-logs", json={"message": f"q{i}"})) for i in range(6)]
             await wait_until(lambda: sum(t.done() for t in tasks) >= 4, 20, "4 of 6 requests refused at once")
@@ -622,37 +551,6 @@ async def test_non_object_items_are_422(mclient: httpx.AsyncClient) -> None:
     r = await mclient.post("/api/v1/system-logs", json=[{"message": "ok"}, 42])
     error = assert_error(r, 422, "validation_failed")
     assert error["details"][0]["index"] == 1, error
-
-
-async def test_declared_content_length_over_limit_is_413_before_the_body(module_server: Server) -> None:
-    """A Content-Length over the body limit (16 MiB default) → 413 at once, without sending the body."""
-    head = (
-        b"POST /api/v1/system-logs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n" % (17 * 1024 * 1024)
-    )
-    answer = await send_until_answered(module_server.port, head, chunk=None, chunked=False, give_up_after=0)
-    assert answer.status == 413, answer.body
-    assert answer.json()["error"]["code"] == "payload_too_large"
-    assert b"Traceback" not in answer.body
-
-
-@pytest.mark.parametrize(("which", "give_up_mib"), [("default", 64), ("limited", 16)])
-async def test_chunked_body_over_limit_is_413_while_reading(
-    module_server: Server, limited_server: Server, which: str, give_up_mib: int
-) -> None:
-    """A chunked body (no Content-Length) over the limit → 413 arrives while the client is still
-    sending, long before the whole body is out (16 MiB limit: before 64 MiB; 1 MiB limit: before 16 MiB)."""
-    srv = module_server if which == "default" else limited_server
-    head = (
-        b"POST /api/v1/system-logs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n"
-    )
-    answer = await send_until_answered(
-        srv.port, head, chunk=b" " * 65536, chunked=True, give_up_after=give_up_mib * 1024 * 1024
-    )
-    assert answer.status == 413, answer.body
-    assert answer.sent < give_up_mib * 1024 * 1024
-    assert answer.json()["error"]["code"] == "payload_too_large"
 
 
 async def test_body_under_limit_is_accepted(lclient: httpx.AsyncClient) -> None:
@@ -741,9 +639,9 @@ async def test_every_bad_item_is_reported_with_its_index(mclient: httpx.AsyncCli
     assert {(d["index"], d["field"]) for d in error["details"]} == {(0, "level"), (2, "message")}, error
 
 
-async def test_oversize_content_is_422(lclient: httpx.AsyncClient, limited_server: Server) -> None:
+async def test_oversize_content_is_422(lclient: httpx.AsyncClient, limited_server: AppServer) -> None:
     """content / message over ORCHLOG_MAX_CONTENT_CHARS (1000) → 422 naming the field; 1000 is fine."""
-    with httpx.Client(base_url=limited_server.url) as c:
+    with limited_server.sync_client() as c:
         agent = make_agents_sync(c, 1, prefix="limits")[1][0]
     r = await lclient.post("/api/v1/agent-logs", json=[agent_event(agent, "x" * 1000), agent_event(agent, "y" * 1001)])
     error = assert_error(r, 422, "validation_failed")
@@ -776,7 +674,7 @@ async def test_wrong_method_is_405(mclient: httpx.AsyncClient, method: str, path
 
 
 async def test_healthy_after_every_kind_of_bad_input(
-    module_server: Server, mclient: httpx.AsyncClient, agents: list[str]
+    module_server: AppServer, mclient: httpx.AsyncClient, agents: list[str]
 ) -> None:
     """A burst of every bad request at once: each gets its 4xx, no body has a traceback, and
     afterwards /healthz and /readyz are 200 and a good post still commits."""
@@ -808,10 +706,10 @@ async def test_healthy_after_every_kind_of_bad_input(
     assert ready.status_code == 200, ready.text
     r = await mclient.post("/api/v1/agent-logs", json=agent_event(agents[0], "after the storm"))
     assert r.status_code == 201, r.text
-    assert module_server.proc is not None and module_server.proc.poll() is None
+    assert module_server.runtime.started, "the runtime stopped"
 
 
-def test_server_log_has_no_crash(module_server: Server, limited_server: Server) -> None:
+def test_server_log_has_no_crash(module_server: AppServer, limited_server: AppServer) -> None:
     """Nothing above made the servers log an unhandled error (500s are bugs, 4xx are not)."""
     for srv in (module_server, limited_server):
         text = srv.log_text()

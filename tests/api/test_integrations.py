@@ -39,7 +39,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRec
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from conftest import Server, free_port, history, make_agents, wait_until
+from helpers import Server, free_port, history, make_agents, wait_until
 
 NAMESPACE = uuid.UUID("6b1e5f0e-3c1d-4c59-9d0e-0f6a1c2b7d10")  # claude_code.NAMESPACE, restated on purpose
 TRUNCATE_AT = 8192  # default cut for long strings in a hook payload

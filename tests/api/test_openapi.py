@@ -8,7 +8,7 @@ import re
 import httpx
 from openapi_spec_validator import validate
 
-from conftest import make_agents
+from helpers import make_agents
 
 
 async def test_openapi_is_valid_and_lists_every_route(client: httpx.AsyncClient) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import free_port
+from helpers import free_port
 from orchlog.config import Settings
 from orchlog.store.sqlite import SqliteStore
 

@@ -29,7 +29,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import (
+from helpers import (
     Server,
     TokenServer,
     agent_event,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import wait_until
+from helpers import wait_until
 from orchlog.config import Settings
 from orchlog.errors import Overloaded, ValidationFailed
 from orchlog.filters import EventFilter

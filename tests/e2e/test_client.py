@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Server, free_port, history, make_agents, wait_until
+from helpers import Server, free_port, history, make_agents, wait_until
 from orchlog.client import AsyncClient, Client, EventSender, OrchlogClientError, OrchlogHandler
 
 

@@ -20,7 +20,7 @@ import pytest
 from playwright.async_api import Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-from conftest import Server, free_port, history, make_agents
+from helpers import Server, free_port, history, make_agents
 from dashboard_kit import (
     JS_NEXT_FRAMES,
     Dashboard,

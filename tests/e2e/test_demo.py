@@ -8,7 +8,7 @@ import sys
 
 import httpx
 
-from conftest import Server, history
+from helpers import Server, history
 
 
 async def test_demo_populates_a_running_server(server: Server, client: httpx.AsyncClient) -> None:

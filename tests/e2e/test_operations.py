@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
-from conftest import Server, history, make_agents, wait_until
+from helpers import Server, history, make_agents, wait_until
 
 
 def orchlog(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

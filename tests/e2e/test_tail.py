@@ -20,7 +20,7 @@ import httpx
 import orjson
 import pytest
 
-from conftest import Server, free_port, history, make_agents, make_agents_sync, wait_until
+from helpers import Server, free_port, history, make_agents, make_agents_sync, wait_until
 
 LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 SEEDED = 600  # enough JSON output (> 64 KiB) to fill a pipe for the broken-pipe tests

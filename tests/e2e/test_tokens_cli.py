@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from conftest import Server, bearer, create_token, orchlog_cli, wait_until
+from helpers import Server, bearer, create_token, orchlog_cli, wait_until
 
 
 def test_create_prints_the_token_once_and_list_never_shows_it(tmp_path: Path) -> None:

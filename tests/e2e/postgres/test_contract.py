@@ -22,7 +22,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from conftest import Server, free_port, history, make_agents, wait_until
+from helpers import Server, free_port, history, make_agents, wait_until
 
 PG_URL = os.environ.get("ORCHLOG_TEST_PG_URL", "")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="PostgreSQL half skipped: set ORCHLOG_TEST_PG_URL (.ci/run does)")

@@ -22,7 +22,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from conftest import Server, free_port, history, make_agents, wait_until
+from helpers import Server, free_port, history, make_agents, wait_until
 
 
 class Poster:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import Server
+from helpers import Server
 
 json_scalars = st.one_of(
     st.none(),

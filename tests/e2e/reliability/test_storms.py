@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from conftest import Server, free_port, history, make_agents, wait_until
+from helpers import Server, free_port, history, make_agents, wait_until
 
 
 async def _churning_subscriber(ws_base: str, params: str, out: list[int], stop: asyncio.Event) -> int:

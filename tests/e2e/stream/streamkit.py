@@ -20,7 +20,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import Server, agent_event, history
+from helpers import Server, agent_event, history
 
 KINDS = ("agent_log", "system_log")
 RECV_TIMEOUT = 15.0

@@ -29,7 +29,7 @@ from streamkit import (
 )
 from websockets.asyncio.client import ClientConnection
 
-from conftest import Server, make_agents, wait_until
+from helpers import Server, make_agents, wait_until
 
 FRONTEND = "http://127.0.0.1:5175"
 AGENT_LOG_KEYS = {

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 from streamkit import assert_quiet, matching, mixed, open_ws, post, recv_events, seq_diff, triples, until_live
 
-from conftest import Server, make_agents
+from helpers import Server, make_agents
 
 
 async def test_events_posted_to_a_reach_a_subscriber_on_b(

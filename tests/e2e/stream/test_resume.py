@@ -22,7 +22,7 @@ from streamkit import KINDS, agent_item, matching, open_ws, seq_diff, system_ite
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from conftest import Server, make_agents
+from helpers import Server, make_agents
 
 TOTAL_EVENTS = 20_000
 POSTERS = 4

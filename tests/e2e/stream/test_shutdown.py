@@ -14,7 +14,7 @@ from streamkit import KINDS, matching, mixed, open_ws, post, recv, seq_diff, unt
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from conftest import Server, make_agents
+from helpers import Server, make_agents
 
 EXIT_WITHIN = 8.0
 

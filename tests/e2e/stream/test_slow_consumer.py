@@ -28,7 +28,7 @@ from streamkit import (
 )
 from websockets.asyncio.client import connect
 
-from conftest import Server, make_agents
+from helpers import Server, make_agents
 
 EVENTS = 2_500
 BATCH = 25

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from streamkit import head_seq, matching, mixed, open_sse, post, sse_frame, system_item, triples
 
-from conftest import Server, make_agents
+from helpers import Server, make_agents
 
 
 async def test_hello_first_then_events_with_ids_then_live(mclient: httpx.AsyncClient) -> None:

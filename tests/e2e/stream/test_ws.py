@@ -33,7 +33,7 @@ from streamkit import (
     until_live,
 )
 
-from conftest import Server, make_agents, wait_until
+from helpers import Server, make_agents, wait_until
 
 
 async def test_hello_is_first_and_describes_the_stream(server: Server, client: httpx.AsyncClient) -> None:
