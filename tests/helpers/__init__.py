@@ -6,7 +6,7 @@
 - ``wait``: ``wait_until``, the only way a test waits.
 """
 
-from .api import agent_event, assert_error, bearer, head_seq, history, make_agents, make_agents_sync
+from .api import agent_event, assert_error, bearer, head_seq, history, is_number, make_agents, make_agents_sync
 from .inproc import AppServer, start_app
 from .server import Server, TokenServer, clean_env, create_token, free_port, orchlog_cli, start_server
 from .wait import wait_until
@@ -23,6 +23,7 @@ __all__ = [
     "free_port",
     "head_seq",
     "history",
+    "is_number",
     "make_agents",
     "make_agents_sync",
     "orchlog_cli",

@@ -86,3 +86,8 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
 def bearer(token: str | None) -> dict[str, str]:
     """The Authorization header for `token` (none for None)."""
     return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def is_number(value: Any) -> bool:
+    """A JSON number (not a bool, which Python counts as an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -1,6 +1,7 @@
 """Helpers for the live-stream tests: WebSocket and SSE readers, event mixes, history comparisons.
 
-Everything talks to a real ``orchlog serve`` (see ``tests/conftest.py``). Readers never sleep to
+The socket readers talk to a real ``orchlog serve`` (``helpers.server.Server``); the HTTP helpers work
+against any client. Readers never sleep to
 wait for something: every receive has a timeout, and conditions are polled with ``wait_until``.
 """
 
@@ -20,7 +21,9 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from helpers import Server, agent_event, history
+from .api import agent_event, history
+from .api import head_seq as head_seq  # re-exported: the one head_seq lives in helpers.api
+from .server import Server
 
 KINDS = ("agent_log", "system_log")
 RECV_TIMEOUT = 15.0
@@ -258,11 +261,6 @@ def mixed(agents: Sequence[str], n: int, rng: random.Random, tag: str = "") -> l
 async def matching(client: httpx.AsyncClient, params: Params | None = None, after: int = 0) -> list[dict]:
     """History for a filter (the reference every stream is compared with)."""
     return await history(client, dict(params or {}), after=after)
-
-
-async def head_seq(client: httpx.AsyncClient) -> int:
-    r = await client.get("/readyz")
-    return int(r.json()["head_seq"])
 
 
 def set_floor(db: Path, floor: int) -> None:

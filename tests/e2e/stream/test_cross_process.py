@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from streamkit import assert_quiet, matching, mixed, open_ws, post, recv_events, seq_diff, triples, until_live
 
 from helpers import Server, make_agents
+from helpers.stream import assert_quiet, matching, mixed, open_ws, post, recv_events, seq_diff, triples, until_live
 
 
 async def test_events_posted_to_a_reach_a_subscriber_on_b(

@@ -18,11 +18,11 @@ from typing import Any
 
 import httpx
 import orjson
-from streamkit import KINDS, agent_item, matching, open_ws, seq_diff, system_item
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from helpers import Server, make_agents
+from helpers.stream import KINDS, agent_item, matching, open_ws, seq_diff, system_item
 
 TOTAL_EVENTS = 20_000
 POSTERS = 4

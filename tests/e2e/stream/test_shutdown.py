@@ -10,11 +10,11 @@ import time
 
 import httpx
 import pytest
-from streamkit import KINDS, matching, mixed, open_ws, post, recv, seq_diff, until_live
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from helpers import Server, make_agents
+from helpers.stream import KINDS, matching, mixed, open_ws, post, recv, seq_diff, until_live
 
 EXIT_WITHIN = 8.0
 

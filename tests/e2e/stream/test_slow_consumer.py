@@ -16,7 +16,10 @@ import socket
 from collections.abc import Callable
 
 import httpx
-from streamkit import (
+from websockets.asyncio.client import connect
+
+from helpers import Server, make_agents
+from helpers.stream import (
     agent_item,
     assert_quiet,
     open_ws,
@@ -26,9 +29,6 @@ from streamkit import (
     vm_rss_kb,
     ws_url,
 )
-from websockets.asyncio.client import connect
-
-from helpers import Server, make_agents
 
 EVENTS = 2_500
 BATCH = 25

@@ -13,9 +13,9 @@ from collections.abc import Callable
 import httpx
 import orjson
 import pytest
-from streamkit import head_seq, matching, mixed, open_sse, post, sse_frame, system_item, triples
 
 from helpers import Server, make_agents
+from helpers.stream import head_seq, matching, mixed, open_sse, post, sse_frame, system_item, triples
 
 
 async def test_hello_first_then_events_with_ids_then_live(mclient: httpx.AsyncClient) -> None:

@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from streamkit import (
+
+from helpers import Server, make_agents, wait_until
+from helpers.stream import (
     assert_quiet,
     head_seq,
     matching,
@@ -32,8 +34,6 @@ from streamkit import (
     triples,
     until_live,
 )
-
-from helpers import Server, make_agents, wait_until
 
 
 async def test_hello_is_first_and_describes_the_stream(server: Server, client: httpx.AsyncClient) -> None:
