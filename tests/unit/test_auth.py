@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from orchlog.api.security import chosen_subprotocol, credentials, origin_allowed
+from orchlog.api.security import chosen_subprotocol, credentials
 from orchlog.auth import (
     OPEN,
     Keyring,
@@ -22,6 +22,7 @@ from orchlog.auth import (
 )
 from orchlog.errors import Forbidden, OrchlogError, RateLimited, Unauthorized
 from orchlog.filters import EventFilter
+from orchlog.origins import origin_allowed
 
 A, B = str(uuid.uuid4()), str(uuid.uuid4())
 

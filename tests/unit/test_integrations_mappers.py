@@ -165,7 +165,7 @@ def test_records_become_system_logs_with_metadata() -> None:
         "traceId": "ab" * 16,
         "spanId": "cd" * 8,
     }
-    [item] = otlp.to_events(request(record, resource=[kv("service.name", {"stringValue": "api"})]))
+    [item] = otlp.map_export(request(record, resource=[kv("service.name", {"stringValue": "api"})])).items
     assert item == {
         "kind": "system_log",
         "level": "ERROR",
@@ -189,7 +189,8 @@ def test_agent_attribute_makes_an_agent_log_and_structured_bodies_are_kept() -> 
         "attributes": [kv(otlp.AGENT_ATTRIBUTE, {"stringValue": AGENT})],
     }
     on_resource = {"observedTimeUnixNano": "1704067200500000000"}
-    a, b = otlp.to_events(request(on_record, on_resource, resource=[kv(otlp.AGENT_ATTRIBUTE, {"stringValue": AGENT})]))
+    resource = [kv(otlp.AGENT_ATTRIBUTE, {"stringValue": AGENT})]
+    a, b = otlp.map_export(request(on_record, on_resource, resource=resource)).items
     assert a["kind"] == b["kind"] == "agent_log" and a["agent_id"] == b["agent_id"] == AGENT
     assert a["event_type"] == "svc.mod" and a["event_category"] == "response"
     assert a["content"] == "{'x': 1}" and a["payload"]["body"] == {"x": 1}
@@ -199,7 +200,7 @@ def test_agent_attribute_makes_an_agent_log_and_structured_bodies_are_kept() -> 
 
 
 def test_empty_and_out_of_range_records_still_map() -> None:
-    [item] = otlp.to_events(request({"timeUnixNano": str(10**30)}))
+    [item] = otlp.map_export(request({"timeUnixNano": str(10**30)})).items
     assert item["message"] == "(empty)" and "timestamp" not in item
 
 
@@ -215,7 +216,7 @@ def test_empty_and_out_of_range_records_still_map() -> None:
 )
 def test_malformed_requests_are_400_naming_where(body: Any, where: str) -> None:
     with pytest.raises(BadRequest) as info:
-        otlp.to_events(body)
+        otlp.map_export(body)
     assert where in str(info.value)
 
 
@@ -229,7 +230,7 @@ def test_protobuf_decodes_to_the_json_shape_with_hex_ids() -> None:
         attributes=[KeyValue(key="k", value=AnyValue(int_value=5))],
     )
     raw = ExportLogsServiceRequest(resource_logs=[ResourceLogs(scope_logs=[ScopeLogs(log_records=[record])])])
-    [item] = otlp.to_events(otlp.decode_protobuf(raw.SerializeToString()))
+    [item] = otlp.map_export(otlp.decode_protobuf(raw.SerializeToString())).items
     assert (item["message"], item["level"]) == ("hi", "INFO")
     assert item["metadata"]["traceId"] == "ab" * 16 and item["metadata"]["spanId"] == "cd" * 8
     assert item["metadata"]["attributes"] == {"k": 5}
