@@ -17,7 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import Server, TokenServer, bearer, create_token
+from helpers import Server, TokenServer, bearer, create_token
 from orchlog.api.routes import ROUTES
 from orchlog.api.table import Route
 

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from conftest import Server, TokenServer, bearer
+from helpers import Server, TokenServer, bearer
 
 TOKENS = {name: f"olg_{name}_{secrets.token_urlsafe(24)}" for name in ("big", "small", "spare")}
 

@@ -21,13 +21,7 @@ from typing import Any
 
 import pytest
 
-from orchlog.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from orchlog.hook_install import hook_command, is_orchlog_command, merge_settings
-from orchlog.integrations import claude_code, otlp
-from orchlog.integrations.agents import agent_patches, stable_id
-from orchlog.models import DEFAULT_LIMITS, EntityPatch
-from orchlog.validation import validate_logs
-from otel_payloads import (
+from helpers.otel_payloads import (
     CLAUDE_RESOURCE,
     CODEX_RESOURCE,
     CONVERSATION,
@@ -39,6 +33,12 @@ from otel_payloads import (
     export,
     record,
 )
+from orchlog.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from orchlog.hook_install import hook_command, is_orchlog_command, merge_settings
+from orchlog.integrations import claude_code, otlp
+from orchlog.integrations.agents import agent_patches, stable_id
+from orchlog.models import DEFAULT_LIMITS, EntityPatch
+from orchlog.validation import validate_logs
 
 # ---------------------------------------------------------------- Claude Code
 
