@@ -41,10 +41,10 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from websockets.asyncio.client import connect
 
-from helpers import Server, TokenServer, bearer, create_token, wait_until
+from helpers import REPO, Server, TokenServer, bearer, create_token, wait_until
 from helpers.otel_payloads import CODEX_RESOURCE, SESSION, claude, claude_session, codex_session, export
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO / "README.md"
 NAMESPACE = uuid.UUID("6b1e5f0e-3c1d-4c59-9d0e-0f6a1c2b7d10")  # claude_code.NAMESPACE, restated on purpose
 
 

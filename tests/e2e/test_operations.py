@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
-from helpers import Server, history, make_agents, wait_until
+from helpers import REPO, Server, history, make_agents, wait_until
 
 
 def orchlog(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -217,7 +217,7 @@ def test_compose_file_is_valid_and_needs_a_token(kind: str) -> None:
     requires ORCHLOG_ADMIN_TOKEN (a container binds 0.0.0.0, which needs a token)."""
     import yaml
 
-    data = yaml.safe_load((Path(__file__).resolve().parents[2] / kind).read_text())
+    data = yaml.safe_load((REPO / kind).read_text())
     service = data["services"]["orchlog"]
     assert "orchlog-data" in data["volumes"]
     assert any(v.startswith("orchlog-data:") for v in service["volumes"])

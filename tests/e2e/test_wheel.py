@@ -14,9 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import free_port
+from helpers import REPO, free_port
 
-REPO = Path(__file__).resolve().parents[2]
 NETWORK_TROUBLE = (
     "NewConnectionError",
     "Failed to establish a new connection",

@@ -8,10 +8,11 @@
 
 from .api import agent_event, assert_error, bearer, head_seq, history, is_number, make_agents, make_agents_sync
 from .inproc import AppServer, start_app
-from .server import Server, TokenServer, clean_env, create_token, free_port, orchlog_cli, start_server
+from .server import REPO, Server, TokenServer, clean_env, create_token, free_port, orchlog_cli, start_server
 from .wait import wait_until
 
 __all__ = [
+    "REPO",
     "AppServer",
     "Server",
     "TokenServer",

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+REPO = Path(__file__).resolve().parents[2]  # the checkout's root (tests/helpers/server.py)
+
 
 def free_port() -> int:
     with socket.socket() as s:
