@@ -3,12 +3,14 @@ relies on: ``EventFilter.matches`` (the live path, in Python) selects exactly th
 SQL selects (history, replay, catch-up) for the same filter, so a subscriber sees the same events
 live as on replay.
 
-The property runs against the real SQLite store over a file in tmp (the SQL is the thing compared),
-driven through its public API from a portal thread; everything else here is pure.
+The property runs against the real stores (SQLite over a file in tmp; PostgreSQL on a throwaway
+database when ORCHLOG_TEST_PG_URL is set), driven through their public API from a portal thread:
+the SQL is the thing compared. Everything else here is pure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,12 +21,13 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers.pg import needs_pg, throwaway_database
 from orchlog.config import Settings
 from orchlog.errors import BadParameter
 from orchlog.filters import KINDS, MATCH_ALL, EventFilter, ascii_lower, parse_int, parse_time
 from orchlog.models import CATEGORIES, LEVELS, AgentCreate, AgentLogIn, OrchestratorAgentCreate, SystemLogIn
-from orchlog.store.base import CreateAgent, CreateOrchestrator, InsertLogs
-from orchlog.store.sqlite import SqliteStore
+from orchlog.store import open_store
+from orchlog.store.base import CreateAgent, CreateOrchestrator, InsertLogs, Store
 
 # small value sets so random events and filters collide often; the text alphabet mixes ASCII case,
 # LIKE's wildcards and non-ASCII letters whose case SQLite does not fold
@@ -36,9 +39,10 @@ TIMES = ("2024-01-01T00:00:00Z", "2024-01-01T00:00:00.5+01:00", "2024-06-01T12:0
 
 
 class Db:
-    """A real SqliteStore kept open across hypothesis examples on its own event loop."""
+    """A real store (SQLite, or PostgreSQL when the test server is there) kept open across
+    hypothesis examples on its own event loop."""
 
-    def __init__(self, portal: BlockingPortal, store: SqliteStore, agents: list[str]) -> None:
+    def __init__(self, portal: BlockingPortal, store: Store, agents: list[str]) -> None:
         self.portal = portal
         self.store = store
         self.agents = agents
@@ -56,11 +60,15 @@ class Db:
         return events
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Db]:
-    path = str(tmp_path_factory.mktemp("filters") / "filters.db")
-    with start_blocking_portal() as portal:
-        store = SqliteStore(path, Settings(db=path, read_connections=1))
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=needs_pg)])
+def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Db]:
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgres":
+            url = stack.enter_context(throwaway_database())
+        else:
+            url = str(tmp_path_factory.mktemp("filters") / "filters.db")
+        portal = stack.enter_context(start_blocking_portal())
+        store = open_store(Settings(db=url, read_connections=1))
         portal.call(store.open)
         try:
             orch = portal.call(store.write_batch, [CreateOrchestrator(OrchestratorAgentCreate())]).results[0]
@@ -137,7 +145,7 @@ def filter_params(draw: st.DrawFn, agents: list[str], texts: list[str]) -> dict[
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_matches_agrees_with_the_sql_filter_on_sqlite(db: Db, data: st.DataObject) -> None:
+def test_matches_agrees_with_the_sql_filter(db: Db, data: st.DataObject) -> None:
     """For random events and random filters: the events the SQL selects are exactly those that
     EventFilter.matches accepts (compared on the rows as the store returns them to the hub)."""
     items = data.draw(events(db.agents), label="events")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import sqlite3
 import uuid
@@ -23,34 +22,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from helpers import Server, free_port, history, make_agents, wait_until
-
-PG_URL = os.environ.get("ORCHLOG_TEST_PG_URL", "")
-needs_pg = pytest.mark.skipif(not PG_URL, reason="PostgreSQL half skipped: set ORCHLOG_TEST_PG_URL (.ci/run does)")
-
-
-def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(PG_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
+from helpers.pg import needs_pg, throwaway_database
 
 
 @pytest.fixture
 def pg_db() -> Iterator[str]:
     """A throwaway database on the test PostgreSQL server; its URL."""
-    name = f"orchlog_t_{uuid.uuid4().hex[:10]}"
-    _pg_admin(f"CREATE DATABASE {name}")
-    base = PG_URL.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with throwaway_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=needs_pg)])
