@@ -15,6 +15,7 @@ made here. Tests that need sockets, signals or the CLI belong in tests/e2e.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 from pathlib import Path
@@ -48,17 +49,40 @@ class _Transport:
         return httpx.Request(request.method, request.url, headers=request.headers, content=body)
 
 
+def _deadline(request: httpx.Request) -> float:
+    timeouts = request.extensions.get("timeout") or {}
+    return float(timeouts.get("read") or 30.0)
+
+
+def _too_slow(request: httpx.Request, seconds: float) -> httpx.ReadTimeout:
+    return httpx.ReadTimeout(
+        f"no complete answer in {seconds}s from the in-process app for {request.method} {request.url.path}; "
+        "answers are buffered whole here, so an endless stream (SSE) never completes: test it in tests/e2e",
+        request=request,
+    )
+
+
 class AsyncPortalTransport(httpx.AsyncBaseTransport, _Transport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
         future = self.portal.start_task_soon(self.send, self.copy(request, body))
-        return await asyncio.wrap_future(future)
+        seconds = _deadline(request)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), seconds)
+        except TimeoutError:
+            raise _too_slow(request, seconds) from None
 
 
 class SyncPortalTransport(httpx.BaseTransport, _Transport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
-        return self.portal.call(self.send, self.copy(request, body))
+        future = self.portal.start_task_soon(self.send, self.copy(request, body))
+        seconds = _deadline(request)
+        try:
+            return future.result(seconds)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise _too_slow(request, seconds) from None
 
 
 class _Capture(logging.Handler):
