@@ -112,6 +112,14 @@ class AppServer:
         self._log = _Capture()
 
     @property
+    def ws(self) -> str:
+        raise AttributeError("an in-process AppServer has no socket: WebSocket tests belong in tests/e2e (Server)")
+
+    @property
+    def port(self) -> int:
+        raise AttributeError("an in-process AppServer has no socket: raw-socket tests belong in tests/e2e (Server)")
+
+    @property
     def runtime(self) -> Any:
         assert self.app is not None, "not started"
         return self.app.state.runtime
