@@ -1,6 +1,7 @@
 """Integrations (issue 11): Claude Code hooks (HTTP hook endpoint, ``orchlog hook`` with its
 spool, ``orchlog hook install``) and OpenTelemetry logs over OTLP/HTTP (real SDK exporter,
-stdlib ``logging`` bridge, hand-written OTLP JSON, malformed payloads).
+stdlib ``logging`` bridge). Hand-written OTLP JSON, protobuf and malformed payloads are in
+tests/api/test_otlp_http.py (in-process).
 
 Everything runs against real ``orchlog serve`` processes; ``orchlog hook`` and ``orchlog hook
 install`` run as subprocesses exactly as Claude Code would run them (JSON on stdin).
@@ -28,18 +29,12 @@ import pytest
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
-    ExportLogsServiceRequest,
-    ExportLogsServiceResponse,
-)
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from helpers import Server, free_port, history, make_agents, wait_until
+from helpers import Server, free_port, head_seq, history, make_agents, system_logs, wait_until
 
 NAMESPACE = uuid.UUID("6b1e5f0e-3c1d-4c59-9d0e-0f6a1c2b7d10")  # claude_code.NAMESPACE, restated on purpose
 TRUNCATE_AT = 8192  # default cut for long strings in a hook payload
@@ -256,13 +251,6 @@ async def agents_named(client: httpx.AsyncClient, name: str) -> list[dict[str, A
     return [a for a in r.json()["items"] if a["name"] == name]
 
 
-async def head(client: httpx.AsyncClient) -> int:
-    """The newest seq now: tests on the shared server read only what comes after it."""
-    r = await client.get("/api/v1/events", params={"after": 0, "limit": 1})
-    assert r.status_code == 200, r.text
-    return int(r.json()["head_seq"])
-
-
 async def agent_logs(client: httpx.AsyncClient, after: int = 0) -> list[dict[str, Any]]:
     return [e for e in await history(client, after=after) if e["kind"] == "agent_log"]
 
@@ -361,7 +349,7 @@ def spool_count(spool: Path) -> int:
 
 async def test_http_hook_every_event_type_stored_field_by_field(mclient: httpx.AsyncClient) -> None:
     client = mclient
-    start = await head(client)
+    start = await head_seq(client)
     session = "5f3c9a1e-7b42-4d0e-9a61-2c8e4f1b7d03"
     samples = hook_samples(session)
     acked = []
@@ -399,7 +387,7 @@ async def test_http_hook_every_event_type_stored_field_by_field(mclient: httpx.A
 
 async def test_http_hook_refuses_non_objects_and_wrong_content_type(mclient: httpx.AsyncClient) -> None:
     client = mclient
-    start = await head(client)
+    start = await head_seq(client)
     r = await client.post("/api/v1/hooks/claude-code", json=[{"hook_event_name": "Stop", "session_id": "s"}, 7])
     assert r.status_code == 422, r.text
     assert r.json()["error"]["details"][0]["index"] == 1
@@ -421,7 +409,7 @@ async def test_cli_hook_every_event_type_stored_field_by_field(
     module_server: Server, mclient: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     server, client = module_server, mclient
-    start = await head(client)
+    start = await head_seq(client)
     session = "c0ffee42-1d2e-4f5a-8b6c-7d8e9f0a1b2c"
     samples = hook_samples(session)
     jobs = [(hook, tmp_path / f"spool-{i}.db") for i, (hook, _, _) in enumerate(samples)]
@@ -451,7 +439,7 @@ async def test_cli_hook_session_agent_and_quiet_on_garbage(
 ) -> None:
     """Without --agent the agent is claude-<session[:8]>; garbage on stdin is ignored quietly."""
     server, client = module_server, mclient
-    start = await head(client)
+    start = await head_seq(client)
     session = "9b8a7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d"
     done, _ = run_hook(bash_hook(session, 1), server.url, tmp_path / "spool.db", tmp_path)
     assert (done.returncode, done.stdout) == (0, ""), done.stderr
@@ -656,7 +644,7 @@ async def test_installed_hook_command_runs_end_to_end(
 ) -> None:
     """The command `hook install` writes, run the way Claude Code runs it (a shell, JSON on stdin)."""
     server, client = module_server, mclient
-    start = await head(client)
+    start = await head_seq(client)
     project = tmp_path / "shop"
     project.mkdir()
     done = install_cli(project, "--project", "--agent", "fleet-7", "--url", server.url)
@@ -711,10 +699,6 @@ def server_trouble(server: Server) -> str:
     return "\n".join(lines[-12:])
 
 
-async def system_logs(client: httpx.AsyncClient, after: int = 0) -> list[dict[str, Any]]:
-    return [e["data"] for e in await history(client, after=after) if e["kind"] == "system_log"]
-
-
 def parse_ts(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
@@ -723,7 +707,7 @@ async def test_otel_sdk_exporter_records_become_system_logs(
     module_server: Server, mclient: httpx.AsyncClient, otel: Any
 ) -> None:
     server, client = module_server, mclient
-    start = await head(client)
+    start = await head_seq(client)
     provider = otel({"service.name": "checkout", "deployment.environment": "test"})
     logger = provider.get_logger("checkout.api", "1.2.0")
     moment = datetime(2026, 3, 14, 15, 9, 26, 535_000, tzinfo=UTC)
@@ -780,7 +764,7 @@ async def system_when(client: httpx.AsyncClient, n: int, after: int) -> list[dic
 @pytest.mark.filterwarnings("ignore:.*LoggingHandler.*:DeprecationWarning")
 async def test_otel_stdlib_logging_bridge(module_server: Server, mclient: httpx.AsyncClient, otel: Any) -> None:
     server, client = module_server, mclient
-    start = await head(client)
+    start = await head_seq(client)
     provider = otel({"service.name": "worker"}, batch=False)
     handler = LoggingHandler(level=logging.DEBUG, logger_provider=provider)
     log = logging.getLogger("shop.worker")
@@ -828,7 +812,7 @@ async def test_otel_agent_attribute_makes_agent_logs(
 ) -> None:
     server, client = module_server, mclient
     _, (planner, coder) = await make_agents(client, 2)
-    start = await head(client)
+    start = await head_seq(client)
     provider = otel({"service.name": "fleet"})
     logger = provider.get_logger("planner")
     logger.emit(
@@ -860,167 +844,3 @@ async def test_otel_agent_attribute_makes_agent_logs(
 
 
 # ---------------------------------------------------------------- OpenTelemetry: OTLP JSON by hand
-
-
-def kv(key: str, value: dict[str, Any]) -> dict[str, Any]:
-    return {"key": key, "value": value}
-
-
-def otlp_json(*records: dict[str, Any], resource: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {
-        "resourceLogs": [
-            {
-                "resource": {"attributes": resource or [kv("service.name", {"stringValue": "billing"})]},
-                "scopeLogs": [{"scope": {"name": "billing.jobs", "version": "0.9"}, "logRecords": list(records)}],
-            }
-        ]
-    }
-
-
-async def test_otlp_json_mapping(mclient: httpx.AsyncClient) -> None:
-    client = mclient
-    start = await head(client)
-    body = otlp_json(
-        {
-            "timeUnixNano": "1773500966535000000",
-            "severityNumber": 17,
-            "severityText": "ERROR",
-            "body": {"stringValue": "invoice 981 failed"},
-            "attributes": [
-                kv("invoice.id", {"intValue": "981"}),
-                kv("retryable", {"boolValue": False}),
-                kv("amount", {"doubleValue": 12.5}),
-                kv("codes", {"arrayValue": {"values": [{"stringValue": "E1"}, {"intValue": "2"}]}}),
-                kv("customer", {"kvlistValue": {"values": [kv("tier", {"stringValue": "gold"})]}}),
-                kv("code.filepath", {"stringValue": "/srv/billing/jobs.py"}),
-            ],
-            "traceId": "5b8efff798038103d269b633813fc60c",
-            "spanId": "eee19b7ec3c1b174",
-        },
-        {"observedTimeUnixNano": "1773500967000000000", "severityText": "WARN", "body": {"stringValue": "slow"}},
-        {"severityNumber": 9, "body": {"kvlistValue": {"values": [kv("rows", {"intValue": "7"})]}}},
-    )
-    r = await client.post("/v1/logs", json=body)
-    assert r.status_code == 200, r.text
-    assert r.json() == {} or r.json().get("partialSuccess", {}).get("rejectedLogRecords", 0) == 0, r.text
-    logs = await system_logs(client, start)
-    assert len(logs) == 3
-    first = logs[0]
-    assert (first["level"], first["message"]) == ("ERROR", "invoice 981 failed")
-    assert first["file_path"] == "/srv/billing/jobs.py"
-    assert first["metadata"]["attributes"] == {
-        "invoice.id": 981,
-        "retryable": False,
-        "amount": 12.5,
-        "codes": ["E1", 2],
-        "customer": {"tier": "gold"},
-        "code.filepath": "/srv/billing/jobs.py",
-    }
-    assert first["metadata"]["resource"] == {"service.name": "billing"}
-    assert first["metadata"]["scope"] == {"name": "billing.jobs", "version": "0.9"}
-    assert (first["metadata"]["traceId"], first["metadata"]["spanId"]) == (
-        "5b8efff798038103d269b633813fc60c",
-        "eee19b7ec3c1b174",
-    )
-    assert first["timestamp"] == "2026-03-14T15:09:26.535000Z"
-    assert (logs[1]["level"], logs[1]["message"]) == ("WARNING", "slow")  # severityText only
-    assert logs[1]["timestamp"] == "2026-03-14T15:09:27.000000Z"  # observed time when no time
-    assert logs[2]["metadata"]["body"] == {"rows": 7}
-
-
-async def test_otlp_unknown_agent_rejects_only_that_record(mclient: httpx.AsyncClient) -> None:
-    """Partial success (OTLP spec): the bad record is counted in rejectedLogRecords, the good
-    records of the same request are kept."""
-    client = mclient
-    start = await head(client)
-    body = otlp_json(
-        {"severityNumber": 9, "body": {"stringValue": "good record"}},
-        {
-            "severityNumber": 9,
-            "body": {"stringValue": "names an agent that does not exist"},
-            "attributes": [kv("orchlog.agent_id", {"stringValue": str(uuid.uuid4())})],
-        },
-    )
-    r = await client.post("/v1/logs", json=body)
-    assert r.status_code == 200, r.text
-    partial = r.json()["partialSuccess"]
-    assert partial["rejectedLogRecords"] == 1, partial
-    assert partial["errorMessage"]
-    assert [log["message"] for log in await system_logs(client, start)] == ["good record"]
-
-
-MALFORMED_JSON = [
-    pytest.param(b'{"resourceLogs": [', "malformed OTLP JSON", id="truncated"),
-    pytest.param(b"[]", "resourceLogs", id="array"),
-    pytest.param(b'{"resourceLogs": {}}', "resourceLogs", id="resourceLogs-object"),
-    pytest.param(b'{"resourceLogs": [1]}', "resourceLogs[0]", id="resourceLogs-item"),
-    pytest.param(b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [1]}]}]}', "logRecord", id="record-not-object"),
-    pytest.param(b'{"resourceLogs": [{"scopeLogs": [1]}]}', "scopeLogs", id="scopeLogs-item"),
-    pytest.param(b'{"resourceLogs": [{"scopeLogs": [{"logRecords": 5}]}]}', "logRecords", id="logRecords-number"),
-    pytest.param(b'{"resourceLogs": [{"resource": "x", "scopeLogs": []}]}', "resource", id="resource-string"),
-    pytest.param(
-        b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"severityNumber": "loud"}]}]}]}',
-        "severityNumber",
-        id="severity-not-a-number",
-    ),
-]
-
-
-@pytest.mark.parametrize(("raw", "reason"), MALFORMED_JSON)
-async def test_otlp_malformed_json_is_400_with_reason(mclient: httpx.AsyncClient, raw: bytes, reason: str) -> None:
-    r = await mclient.post("/v1/logs", content=raw, headers={"content-type": "application/json"})
-    assert r.status_code == 400, (r.status_code, r.text)
-    message = r.json()["error"]["message"]
-    assert reason in message, message
-    assert "Traceback" not in r.text
-
-
-async def test_otlp_out_of_range_time_is_not_a_server_error(mclient: httpx.AsyncClient) -> None:
-    body = otlp_json({"timeUnixNano": "999999999999999999999999", "body": {"stringValue": "from the far future"}})
-    r = await mclient.post("/v1/logs", json=body)
-    assert r.status_code in (200, 400), (r.status_code, r.text)
-
-
-async def test_otlp_bad_protobuf_and_unknown_content_type(mclient: httpx.AsyncClient) -> None:
-    client = mclient
-    start = await head(client)
-    r = await client.post(
-        "/v1/logs", content=b"\xff\xff\xff\x01garbage", headers={"content-type": "application/x-protobuf"}
-    )
-    assert r.status_code == 400, r.text
-    assert "malformed OTLP protobuf" in r.json()["error"]["message"]
-
-    r = await client.post("/v1/logs", content=b"level=info msg=hi", headers={"content-type": "text/plain"})
-    assert r.status_code == 415, r.text
-    assert "application/json" in r.json()["error"]["message"]
-    assert await history(client, after=start) == []
-
-
-async def test_otlp_protobuf_answer_is_protobuf(mclient: httpx.AsyncClient) -> None:
-    """OTLP/HTTP: the response uses the request's encoding (an ExportLogsServiceResponse)."""
-    client = mclient
-    start = await head(client)
-    request = ExportLogsServiceRequest(
-        resource_logs=[
-            ResourceLogs(
-                scope_logs=[
-                    ScopeLogs(
-                        log_records=[
-                            LogRecord(
-                                body=AnyValue(string_value="hand-made protobuf"),
-                                attributes=[KeyValue(key="k", value=AnyValue(int_value=5))],
-                            )
-                        ]
-                    )
-                ]
-            )
-        ]
-    )
-    r = await client.post(
-        "/v1/logs", content=request.SerializeToString(), headers={"content-type": "application/x-protobuf"}
-    )
-    assert r.status_code == 200, r.text
-    logs = await system_logs(client, start)
-    assert [(log["message"], log["metadata"]["attributes"]) for log in logs] == [("hand-made protobuf", {"k": 5})]
-    assert r.headers["content-type"].split(";")[0] == "application/x-protobuf", r.headers
-    ExportLogsServiceResponse().ParseFromString(r.content)

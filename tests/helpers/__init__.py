@@ -6,7 +6,17 @@
 - ``wait``: ``wait_until``, the only way a test waits.
 """
 
-from .api import agent_event, assert_error, bearer, head_seq, history, is_number, make_agents, make_agents_sync
+from .api import (
+    agent_event,
+    assert_error,
+    bearer,
+    head_seq,
+    history,
+    is_number,
+    make_agents,
+    make_agents_sync,
+    system_logs,
+)
 from .inproc import AppServer, start_app
 from .server import REPO, Server, TokenServer, clean_env, create_token, free_port, orchlog_cli, start_server
 from .wait import wait_until
@@ -30,5 +40,6 @@ __all__ = [
     "orchlog_cli",
     "start_app",
     "start_server",
+    "system_logs",
     "wait_until",
 ]

@@ -63,6 +63,11 @@ async def history(client: httpx.AsyncClient, params: dict[str, Any] | None = Non
         after = body["next_after"]
 
 
+async def system_logs(client: httpx.AsyncClient, after: int = 0) -> list[dict[str, Any]]:
+    """The rows of every system log after `after`."""
+    return [e["data"] for e in await history(client, after=after) if e["kind"] == "system_log"]
+
+
 async def head_seq(client: httpx.AsyncClient) -> int:
     """The log's head seq as history reports it."""
     r = await client.get("/api/v1/events", params={"limit": 1})
