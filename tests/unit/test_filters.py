@@ -172,7 +172,7 @@ def test_repeated_and_comma_list_parameters_are_the_same() -> None:
 @pytest.mark.parametrize(
     ("params", "name"),
     [
-        ({"kind": ["agent"]}, "kind"),
+        ({"kind": ["agents"]}, "kind"),
         ({"agent_id": ["nope"]}, "agent_id"),
         ({"level": ["LOUD"]}, "level"),
         ({"min_level": ["LOUD"]}, "min_level"),
