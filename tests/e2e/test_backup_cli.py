@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from conftest import orchlog_cli
+from helpers import orchlog_cli
 
 
 def _db(tmp_path: Path) -> Path:
@@ -49,7 +49,7 @@ async def test_a_backup_in_many_steps_reports_progress_and_is_one_consistent_sna
 
     import httpx
 
-    from conftest import Server, wait_until
+    from helpers import Server, wait_until
     from orchlog.store.backup import backup_database
 
     srv = Server(tmp_path / "live.db").start()

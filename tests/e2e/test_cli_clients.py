@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from conftest import Server, create_token, free_port, make_agents_sync
+from helpers import Server, create_token, free_port, make_agents_sync
 
 
 def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

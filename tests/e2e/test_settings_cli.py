@@ -18,11 +18,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from conftest import Server, free_port, wait_until
+from helpers import REPO, Server, free_port, wait_until
 from orchlog.cli import main
 from orchlog.config import Settings, settings_table
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO / "README.md"
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
