@@ -4,12 +4,12 @@ writer, hub, periodic jobs) running on an event loop of its own in a portal thre
 Why a thread of its own: module-scoped apps outlive each test's event loop, and a client on the
 test's loop must never share a loop with the writer it waits for (a test blocking its loop would
 then block the server too, which a real server never does). Requests hop to the app's loop
-through an httpx transport; the app sees them through ``httpx.ASGITransport`` exactly as ASGI
-requests from uvicorn (client address on loopback).
+through an httpx transport that speaks ASGI to the app as uvicorn would (client address on
+loopback), streaming the answer: an SSE stream can be opened, read and closed in-process.
 
 ``AppServer`` has the surface of ``helpers.server.Server`` that the api layer needs (``db``,
 ``start``, ``stop``, ``log_text``, clients); no socket, so ``url`` is only a base URL for clients
-made here. Tests that need sockets, signals or the CLI belong in tests/e2e.
+made here. Tests that need sockets (WebSockets, raw HTTP), signals or the CLI belong in tests/e2e.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +33,79 @@ from orchlog.server import preflight
 PEER = ("127.0.0.1", 50000)  # the client address the app sees: loopback, like a local client
 
 
-class _Transport:
-    """Send one buffered request to the app on the portal's loop; return the buffered answer."""
+class _Exchange:
+    """One HTTP exchange with the app, run on the portal's loop: the answer's status and headers
+    come back as soon as the app sends them, its body chunk by chunk (so an endless SSE stream can
+    be opened, read and closed like over a socket); closing tells the app the client went away."""
 
-    def __init__(self, portal: BlockingPortal, app: Starlette) -> None:
-        self.portal = portal
-        self.inner = httpx.ASGITransport(app, raise_app_exceptions=False, client=PEER)
+    def __init__(self, app: Starlette, request: httpx.Request, body: bytes) -> None:
+        self.app = app
+        self.request = request
+        self.body = body
+        self.chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.gone = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
 
-    async def send(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
-        content = b"".join([part async for part in response.stream])  # type: ignore[union-attr]
-        return httpx.Response(response.status_code, headers=response.headers, content=content)
+    def scope(self) -> dict[str, Any]:
+        url = self.request.url
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": self.request.method,
+            "headers": [(k.lower(), v) for k, v in self.request.headers.raw],
+            "scheme": url.scheme,
+            "path": url.path,
+            "raw_path": url.raw_path.split(b"?")[0],
+            "query_string": url.query,
+            "server": (url.host, url.port or 80),
+            "client": PEER,
+            "root_path": "",
+        }
 
-    @staticmethod
-    def copy(request: httpx.Request, body: bytes) -> httpx.Request:
-        return httpx.Request(request.method, request.url, headers=request.headers, content=body)
+    async def start(self) -> tuple[int, list[tuple[bytes, bytes]]]:
+        started: asyncio.Future[tuple[int, list[tuple[bytes, bytes]]]] = asyncio.get_running_loop().create_future()
+        sent_body = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent_body
+            if not sent_body:
+                sent_body = True
+                return {"type": "http.request", "body": self.body, "more_body": False}
+            await self.gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                started.set_result((message["status"], list(message.get("headers", []))))
+            elif message["type"] == "http.response.body":
+                if message.get("body") and self.request.method != "HEAD":
+                    await self.chunks.put(bytes(message["body"]))
+                if not message.get("more_body", False):
+                    await self.chunks.put(None)
+
+        async def run() -> None:
+            try:
+                await self.app(self.scope(), receive, send)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - like uvicorn: the app's error handler already answered 500
+                if not started.done():
+                    started.set_result((500, []))
+            finally:
+                await self.chunks.put(None)
+
+        self.task = asyncio.create_task(run())
+        return await started
+
+    async def next_chunk(self) -> bytes | None:
+        return await self.chunks.get()
+
+    async def close(self) -> None:
+        self.gone.set()
+        if self.task is not None and not self.task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self.task), 5)
+            except TimeoutError:
+                self.task.cancel()
 
 
 def _deadline(request: httpx.Request) -> float:
@@ -56,33 +115,82 @@ def _deadline(request: httpx.Request) -> float:
 
 def _too_slow(request: httpx.Request, seconds: float) -> httpx.ReadTimeout:
     return httpx.ReadTimeout(
-        f"no complete answer in {seconds}s from the in-process app for {request.method} {request.url.path}; "
-        "answers are buffered whole here, so an endless stream (SSE) never completes: test it in tests/e2e",
-        request=request,
+        f"no answer in {seconds}s from the in-process app for {request.method} {request.url.path}", request=request
     )
 
 
-class AsyncPortalTransport(httpx.AsyncBaseTransport, _Transport):
+class _AsyncBody(httpx.AsyncByteStream):
+    def __init__(self, portal: BlockingPortal, exchange: _Exchange, request: httpx.Request) -> None:
+        self.portal, self.exchange, self.request = portal, exchange, request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seconds = _deadline(self.request)
+        while True:
+            future = self.portal.start_task_soon(self.exchange.next_chunk)
+            try:
+                chunk = await asyncio.wait_for(asyncio.wrap_future(future), seconds)
+            except TimeoutError:
+                raise _too_slow(self.request, seconds) from None
+            if chunk is None:
+                return
+            yield chunk
+
+    async def aclose(self) -> None:
+        await asyncio.wrap_future(self.portal.start_task_soon(self.exchange.close))
+
+
+class _SyncBody(httpx.SyncByteStream):
+    def __init__(self, portal: BlockingPortal, exchange: _Exchange, request: httpx.Request) -> None:
+        self.portal, self.exchange, self.request = portal, exchange, request
+
+    def __iter__(self) -> Iterator[bytes]:
+        seconds = _deadline(self.request)
+        while True:
+            future = self.portal.start_task_soon(self.exchange.next_chunk)
+            try:
+                chunk = future.result(seconds)
+            except concurrent.futures.TimeoutError:
+                raise _too_slow(self.request, seconds) from None
+            if chunk is None:
+                return
+            yield chunk
+
+    def close(self) -> None:
+        self.portal.call(self.exchange.close)
+
+
+class AsyncPortalTransport(httpx.AsyncBaseTransport):
+    """httpx → the app on the portal's loop, streaming both ways like a socket would."""
+
+    def __init__(self, portal: BlockingPortal, app: Starlette) -> None:
+        self.portal, self.app = portal, app
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
-        future = self.portal.start_task_soon(self.send, self.copy(request, body))
+        exchange = await asyncio.wrap_future(self.portal.start_task_soon(_Exchange, self.app, request, body))
         seconds = _deadline(request)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), seconds)
+            status, headers = await asyncio.wait_for(
+                asyncio.wrap_future(self.portal.start_task_soon(exchange.start)), seconds
+            )
         except TimeoutError:
             raise _too_slow(request, seconds) from None
+        return httpx.Response(status, headers=headers, stream=_AsyncBody(self.portal, exchange, request))
 
 
-class SyncPortalTransport(httpx.BaseTransport, _Transport):
+class SyncPortalTransport(httpx.BaseTransport):
+    def __init__(self, portal: BlockingPortal, app: Starlette) -> None:
+        self.portal, self.app = portal, app
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
-        future = self.portal.start_task_soon(self.send, self.copy(request, body))
+        exchange = self.portal.call(_Exchange, self.app, request, body)
         seconds = _deadline(request)
         try:
-            return future.result(seconds)
+            status, headers = self.portal.start_task_soon(exchange.start).result(seconds)
         except concurrent.futures.TimeoutError:
-            future.cancel()
             raise _too_slow(request, seconds) from None
+        return httpx.Response(status, headers=headers, stream=_SyncBody(self.portal, exchange, request))
 
 
 class _Capture(logging.Handler):
