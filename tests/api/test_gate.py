@@ -1,7 +1,8 @@
 """The gate, attacked through every route and method the table declares (and some it does not).
 
 The matrix is generated from ``orchlog.api.routes.ROUTES``, so a route added there is covered here
-without anybody remembering to list it. A real server with tokens in its database serves it.
+without anybody remembering to list it. The real app (in-process) with tokens in its database
+serves it; the WebSocket handshakes are in tests/e2e/test_gate_sockets.py.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from helpers import Server, TokenServer, bearer, create_token
+from helpers import AppServer, bearer, create_token
 from orchlog.api.routes import ROUTES
 from orchlog.api.table import Route
 
@@ -28,7 +27,7 @@ BAD = "olg_" + "x" * 43
 
 @dataclass
 class Gated:
-    server: Server
+    server: AppServer
     tokens: dict[str, str]
 
 
@@ -40,7 +39,7 @@ def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gated]:
         "ingest": create_token(db, "writer", "ingest"),
         "admin": create_token(db, "boss", "admin"),
     }
-    server = TokenServer(db, env={"ORCHLOG_INGEST_RATE": "10"}).start()
+    server = AppServer(db, env={"ORCHLOG_INGEST_RATE": "10"}).start()
     try:
         yield Gated(server, tokens)
     finally:
@@ -76,7 +75,7 @@ def test_every_method_of_every_route_needs_a_token_unless_declared_open(
         with c.stream(method, path, headers=headers, content=body) as r:
             return r.status_code, int(r.headers.get("content-length", "0"))
 
-    with httpx.Client(base_url=gated.server.url, timeout=30) as c:
+    with gated.server.sync_client() as c:
         for creds in (None, BAD):
             code, length = status(c, creds)
             if scope == "open":
@@ -94,40 +93,10 @@ def test_every_method_of_every_route_needs_a_token_unless_declared_open(
 @pytest.mark.parametrize("path", UNKNOWN_PATHS)
 @pytest.mark.parametrize("method", METHODS)
 def test_unknown_paths_are_refused_without_a_token(gated: Gated, method: str, path: str) -> None:
-    with httpx.Client(base_url=gated.server.url, timeout=30) as c:
+    with gated.server.sync_client() as c:
         assert c.request(method, path).status_code == 401
         assert c.request(method, path, headers=bearer(BAD)).status_code == 401
         assert c.request(method, path, headers=bearer(gated.tokens["read"])).status_code in (404, 405)
-
-
-@pytest.mark.parametrize("path", [r.path for r in ROUTES if any(op.method == "WEBSOCKET" for op in r.operations)])
-async def test_websockets_need_a_token(gated: Gated, path: str) -> None:
-    url = gated.server.ws + path
-    for headers in ({}, bearer(BAD)):
-        with pytest.raises((ConnectionClosed, InvalidStatus)) as caught:
-            async with connect(url, additional_headers=headers, open_timeout=10) as ws:
-                await ws.recv()
-        if isinstance(caught.value, ConnectionClosed):
-            assert caught.value.rcvd is not None and caught.value.rcvd.code == 4401
-    async with connect(url, additional_headers=bearer(gated.tokens["read"]), open_timeout=10) as ws:
-        assert await ws.recv()
-
-
-def test_websocket_paths_that_are_not_routes_are_refused(gated: Gated) -> None:
-    """A WebSocket to a path the table does not declare never reaches a handler without a token."""
-    import asyncio
-
-    async def attempt() -> int | None:
-        try:
-            async with connect(gated.server.ws + "/api/v1/streamz", open_timeout=10) as ws:
-                await ws.recv()
-        except ConnectionClosed as exc:
-            return exc.rcvd.code if exc.rcvd else None
-        except InvalidStatus as exc:
-            return exc.response.status_code
-        return None
-
-    assert asyncio.run(attempt()) == 4401
 
 
 def _series(text: str) -> set[str]:
@@ -136,7 +105,7 @@ def _series(text: str) -> set[str]:
 
 def test_unknown_paths_do_not_grow_the_metric_series(gated: Gated) -> None:
     admin = bearer(gated.tokens["admin"])
-    with httpx.Client(base_url=gated.server.url, headers=admin, timeout=30) as c:
+    with gated.server.sync_client(headers=admin) as c:
         for i in range(5):  # every label an unknown path can make (method x status) exists now
             c.get(f"/api/v1/warmup-{i}")
             c.get(f"/warm/{i}", headers={"Authorization": ""})
