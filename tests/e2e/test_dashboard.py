@@ -21,7 +21,7 @@ from playwright.async_api import Page
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from helpers import Server, free_port, history, make_agents
-from dashboard_kit import (
+from helpers.dashboard import (
     JS_NEXT_FRAMES,
     Dashboard,
     history_seqs,

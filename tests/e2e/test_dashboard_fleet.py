@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import Server, make_agents
-from dashboard_kit import (
+from helpers import Server, make_agents
+from helpers.dashboard import (
     JS_NEXT_FRAMES,
     Dashboard,
     history_seqs,

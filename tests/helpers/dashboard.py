@@ -22,7 +22,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-from conftest import history
+from .api import history
 
 CHROMIUM = "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else shutil.which("chromium")
 CHROMIUM_ARGS = [
