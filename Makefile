@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DB ?= ./orchlog.db
 
-.PHONY: run test test-long lint bench demo fmt clean
+.PHONY: run test test-fast test-long lint bench demo fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/orchlog serve --db $(DB) --host $(HOST) --port $(PORT)
 
-## test: the functional suite (real SQLite files, real servers on free ports)
+## test: every layer: unit + api (in-process app) + e2e (real servers; PostgreSQL half when ORCHLOG_TEST_PG_URL is set)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q tests
+
+## test-fast: the edit loop: unit + api only (no subprocesses, under a minute)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit tests/api
 
 ## test-long: the fault-injection and soak runs kept out of `make test`
 test-long: $(STAMP)

@@ -1,0 +1,68 @@
+"""The gate on real sockets: WebSocket handshakes to every declared stream route, and to paths
+the table does not declare, need a token (the HTTP matrix is tests/api/test_gate.py, in-process)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from helpers import Server, TokenServer, bearer, create_token
+from orchlog.api.routes import ROUTES
+
+BAD = "olg_" + "x" * 43
+
+
+@dataclass
+class Gated:
+    server: Server
+    tokens: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gated]:
+    db: Path = tmp_path_factory.mktemp("gate") / "orchlog.db"
+    tokens = {
+        "read": create_token(db, "reader", "read"),
+        "ingest": create_token(db, "writer", "ingest"),
+        "admin": create_token(db, "boss", "admin"),
+    }
+    server = TokenServer(db, env={"ORCHLOG_INGEST_RATE": "10"}).start()
+    try:
+        yield Gated(server, tokens)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("path", [r.path for r in ROUTES if any(op.method == "WEBSOCKET" for op in r.operations)])
+async def test_websockets_need_a_token(gated: Gated, path: str) -> None:
+    url = gated.server.ws + path
+    for headers in ({}, bearer(BAD)):
+        with pytest.raises((ConnectionClosed, InvalidStatus)) as caught:
+            async with connect(url, additional_headers=headers, open_timeout=10) as ws:
+                await ws.recv()
+        if isinstance(caught.value, ConnectionClosed):
+            assert caught.value.rcvd is not None and caught.value.rcvd.code == 4401
+    async with connect(url, additional_headers=bearer(gated.tokens["read"]), open_timeout=10) as ws:
+        assert await ws.recv()
+
+
+def test_websocket_paths_that_are_not_routes_are_refused(gated: Gated) -> None:
+    """A WebSocket to a path the table does not declare never reaches a handler without a token."""
+    import asyncio
+
+    async def attempt() -> int | None:
+        try:
+            async with connect(gated.server.ws + "/api/v1/streamz", open_timeout=10) as ws:
+                await ws.recv()
+        except ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd else None
+        except InvalidStatus as exc:
+            return exc.response.status_code
+        return None
+
+    assert asyncio.run(attempt()) == 4401

@@ -1,0 +1,114 @@
+"""Validation and limits, pure (orchlog.validation, orchlog.models, orchlog.config.Limits): what a
+posted item becomes, and the 422 details that name the item index and the field. The HTTP side
+(400/413/415 while reading the body) is tests/api/test_ingest.py."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from orchlog.config import Limits, Settings
+from orchlog.errors import OrchlogError, ValidationFailed
+from orchlog.models import AgentLogIn, SystemLogIn, canonical_ts, canonical_uuid, normalize_level
+from orchlog.validation import MAX_REPORTED, validate_logs, validate_one
+
+DEFAULT = Limits()
+SMALL = Limits(max_content_chars=50, max_field_chars=40, max_payload_bytes=20)  # a UUID is 36 chars
+AGENT = str(uuid.uuid4())
+
+
+def agent(**fields: Any) -> dict[str, Any]:
+    return {"agent_id": AGENT, "event_category": "hook", "event_type": "PreToolUse", **fields}
+
+
+def details(kind: str, items: list[Any], limits: Limits = DEFAULT, *, single: bool = False) -> list[dict[str, Any]]:
+    with pytest.raises(ValidationFailed) as info:
+        validate_logs(kind, items, limits, single=single)
+    found: list[dict[str, Any]] = info.value.details
+    assert found and str(info.value), "a 422 always says what is wrong"
+    return found
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("2024-03-10T12:00:00+02:00", "2024-03-10T10:00:00.000000Z"),
+        ("2024-03-10T12:00:00.123-05:30", "2024-03-10T17:30:00.123000Z"),
+        ("2024-03-10T12:00:00z", "2024-03-10T12:00:00.000000Z"),
+        ("2024-03-10T12:00:00", "2024-03-10T12:00:00.000000Z"),  # naive means UTC
+    ],
+)
+def test_times_are_canonical_utc_with_microseconds(raw: str, canonical: str) -> None:
+    assert canonical_ts(raw) == canonical
+    assert SystemLogIn.model_validate({"message": "m", "timestamp": raw}).timestamp == canonical
+
+
+def test_uuids_and_levels_are_normalised() -> None:
+    upper = AGENT.upper()
+    assert canonical_uuid(f" {upper} ") == AGENT
+    assert canonical_uuid(uuid.UUID(AGENT)) == AGENT
+    assert normalize_level(" warn ") == "WARNING" and normalize_level("error") == "ERROR"
+    item = AgentLogIn.model_validate(agent(agent_id=upper, level="warn"))
+    assert (item.agent_id, item.level) == (AGENT, "WARNING")
+
+
+def test_every_bad_item_is_reported_with_its_index_and_field() -> None:
+    found = details("system_log", [{"message": "ok"}, {"message": "m", "level": "LOUD"}, {"level": "INFO"}])
+    assert {(d["index"], d["field"]) for d in found} == {(1, "level"), (2, "message")}
+
+
+def test_single_objects_are_reported_without_an_index() -> None:
+    [found] = details("system_log", [{"message": "m", "bogus": 1}], single=True)
+    assert "index" not in found and found["field"] == "bogus"
+    assert "unknown field 'bogus'" in found["message"]
+
+
+def test_unknown_kind_names_the_kind_field() -> None:
+    found = details("event", [{"kind": "nope", "message": "m"}, {"message": "no kind"}])
+    assert [(d["index"], d["field"]) for d in found] == [(0, "kind"), (1, "kind")]
+
+
+def test_event_items_report_fields_without_the_union_tag() -> None:
+    [found] = details("event", [{"kind": "agent_log", **agent(event_type="")}])
+    assert found["field"] == "event_type"
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        (agent(content="x" * 51), "content"),
+        (agent(summary="x" * 51), "summary"),
+        (agent(task_slug="x" * 41), "task_slug"),
+        (agent(event_type="x" * 41), "event_type"),
+        (agent(payload={"k": "x" * 20}), "payload"),
+    ],
+)
+def test_limits_name_the_field_over_them(item: dict[str, Any], field: str) -> None:
+    [found] = details("agent_log", [item], SMALL)
+    assert found["field"] == field, found
+
+
+def test_values_exactly_at_the_limits_pass() -> None:
+    [item] = validate_logs("agent_log", [agent(content="x" * 50, task_slug="y" * 40, event_type="t")], SMALL)
+    assert item.content == "x" * 50
+
+
+def test_at_most_max_reported_details() -> None:
+    found = details("system_log", [{"level": "LOUD"}] * (MAX_REPORTED * 2))
+    assert len(found) == MAX_REPORTED
+
+
+def test_validate_one_names_the_field() -> None:
+    with pytest.raises(ValidationFailed) as info:
+        validate_one(SystemLogIn, {"message": 3}, Limits())
+    assert info.value.details[0]["field"] == "message"
+
+
+def test_settings_limits_come_from_the_environment_and_bad_ones_name_the_setting() -> None:
+    settings = Settings.load(environ={"ORCHLOG_MAX_ITEMS": "50", "ORCHLOG_MAX_CONTENT_CHARS": "1000"})
+    assert (settings.limits.max_items, settings.limits.max_content_chars) == (50, 1000)
+    with pytest.raises(OrchlogError, match="ORCHLOG_PORT"):
+        Settings.load(environ={"ORCHLOG_PORT": "70000"})
+    assert Settings.load({"port": 9}, environ={"ORCHLOG_PORT": "8"}).port == 9, "flags win over the environment"
