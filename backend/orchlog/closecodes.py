@@ -17,14 +17,19 @@ class CloseCode(IntEnum):
     BAD_REQUEST = 4400
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403
+    NOT_FOUND = 4404
     TOO_MANY = 4429
 
     @classmethod
     def for_status(cls, status: int) -> CloseCode:
         """The close code for the HTTP status a plain request would have got."""
-        return {400: cls.BAD_REQUEST, 401: cls.UNAUTHORIZED, 403: cls.FORBIDDEN, 429: cls.TOO_MANY}.get(
-            status, cls.BAD_REQUEST if status < 500 else cls.INTERNAL
-        )
+        return {
+            400: cls.BAD_REQUEST,
+            401: cls.UNAUTHORIZED,
+            403: cls.FORBIDDEN,
+            404: cls.NOT_FOUND,
+            429: cls.TOO_MANY,
+        }.get(status, cls.BAD_REQUEST if status < 500 else cls.INTERNAL)
 
 
 def javascript_module() -> str:

@@ -11,8 +11,10 @@ Pure functions (no web framework), applied by the gate in ``api/gate.py``:
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
+_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[^:@\[\]\s/]+)(?::\d{1,5})?")
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 # the orchestrator_3_stream frontend runs on another local port: loopback origins are allowed (CORS too)
 LOOPBACK_ORIGIN_REGEX = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
@@ -27,11 +29,10 @@ def host_allowed(host: str | None, allowed: frozenset[str]) -> bool:
         return False
     if "*" in allowed:
         return True
-    name = host.strip().lower()
-    if name.startswith("["):
-        name = name[: name.find("]") + 1] if "]" in name else name
-    elif name.count(":") == 1:
-        name = name.rsplit(":", 1)[0]
+    parsed = _HOST.fullmatch(host.lower())
+    if parsed is None:  # userinfo, spaces, a port that is not a number: not a Host a browser sends
+        return False
+    name = parsed.group(1)
     return name in LOOPBACK_HOSTS or name in allowed
 
 
@@ -48,9 +49,12 @@ def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str]
     """No Origin (not a browser), same origin, loopback, or listed ('*' allows any)."""
     if not origin or origin == "null":
         return origin is None
+    origin = origin.strip().lower()
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or "@" in parts.netloc or "," in origin or parts.path not in ("", "/"):
+        return False  # an Origin is scheme://host[:port] and nothing else
     if "*" in allowed or origin.rstrip("/") in allowed:
         return True
-    parts = urlsplit(origin)
     if (parts.hostname or "") in LOOPBACK_HOSTS:
         return True
-    return bool(host) and parts.netloc.lower() == (host or "").lower()
+    return bool(host) and parts.netloc == (host or "").lower()

@@ -53,7 +53,7 @@ class Runtime:
         self.quotas = Quotas(settings.ingest_rate, settings.ingest_burst)
         self.tickets = Tickets(settings.ticket_ttl_s)
         self.allowed_origins = frozenset(
-            o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()
+            o.strip().rstrip("/").lower() for o in settings.allowed_origins.split(",") if o.strip()
         )
         self.slots = StreamSlots(
             settings.max_subscribers, settings.max_streams_per_token, settings.max_streams_per_client

@@ -173,6 +173,11 @@ def test_tickets_are_single_use_carry_the_principal_and_expire() -> None:
         ("https://dash.example/", "orchlog.example", frozenset({"https://dash.example"}), True),
         ("https://evil.example", "orchlog.example", frozenset({"*"}), True),
         ("https://localhost.evil.example", "orchlog.example", frozenset(), False),
+        # look-alikes a browser never sends, but a script may (review F5)
+        ("http://evil.example@127.0.0.1", "orchlog.example", frozenset(), False),
+        ("http://127.0.0.1:1, http://evil.example", "orchlog.example", frozenset(), False),
+        ("chrome-extension://abc", "orchlog.example", frozenset(), False),
+        ("HTTPS://Orchlog.Example", "orchlog.example", frozenset(), True),  # case does not matter
     ],
 )
 def test_origin_decisions(origin: str | None, host: str, allowed: frozenset[str], ok: bool) -> None:
@@ -188,3 +193,30 @@ def test_credentials_from_header_subprotocol_or_ticket() -> None:
     assert chosen_subprotocol(ws) == "orchlog.v1", "the token is not echoed back when orchlog.v1 is offered"
     assert chosen_subprotocol({"subprotocols": ["bearer.olg_b"]}) == "bearer.olg_b"
     assert credentials({"type": "http", "subprotocols": ["bearer.olg_b"], "query_string": b""}, {}) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("host", "ok"),
+    [
+        ("localhost", True),
+        ("localhost:8000", True),
+        ("127.0.0.1:8000", True),
+        ("[::1]:8000", True),
+        ("LOCALHOST:8000", True),
+        ("dash.example:443", True),  # the host of an allowed origin
+        (None, False),
+        ("", False),
+        ("evil.example", False),
+        ("localhost.", False),
+        ("localhost:8000.evil", False),
+        ("localhost:80@evil", False),
+        ("[::1]evil.example", False),
+        ("localhost:abc", False),
+        (" localhost", False),
+        ("evil.localhost", False),
+    ],
+)
+def test_host_decisions_in_dev_mode(host: str | None, ok: bool) -> None:
+    from orchlog.origins import host_allowed
+
+    assert host_allowed(host, frozenset({"dash.example"})) is ok

@@ -60,9 +60,11 @@ class Gate:
         if scope["type"] == "http":
             await self._http(scope, receive, send)
         elif scope["type"] == "websocket":
-            match = self.table.resolve("WEBSOCKET", scope["path"])
+            match = self.table.resolve("WEBSOCKET", route_path(scope))
             try:
                 scope.setdefault("state", {})["principal"] = await self.authorize(scope, match)
+                if match.operation is None:
+                    raise Refusal(404, CloseCode.NOT_FOUND, "not_found", "no such WebSocket route")
             except Refusal as refusal:
                 # accept-then-close gives the client a reason it can read (a 403 handshake does not)
                 await send({"type": "websocket.accept", "subprotocol": chosen_subprotocol(scope)})
@@ -130,10 +132,14 @@ class Gate:
                 message = {**message, "headers": [*message.get("headers", []), rid_header]}
             await send(message)
 
-        match = self.table.resolve(scope["method"], scope["path"])
+        match = self.table.resolve(scope["method"], route_path(scope))
         try:
             try:
                 scope.setdefault("state", {})["principal"] = await self.authorize(scope, match)
+                if match.operation is None:
+                    # answered here, not by the router: what reaches a handler is exactly what the
+                    # table resolved (the router's own first match could differ from the table's)
+                    raise _not_routed(match, scope["method"])
             except Refusal as refusal:
                 await _refuse_http(send_wrapper, refusal)
                 return
@@ -145,8 +151,31 @@ class Gate:
             request_id.reset(token)
 
 
+def route_path(scope: Scope) -> str:
+    """The path the routes are declared for: without the ``root_path`` a proxy or a mount put in
+    front (the router matches the same; the gate must look at what the router will route)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] or "/" if root and path.startswith(root) else path
+
+
+def _not_routed(match: Match, method: str) -> Refusal:
+    if match.route is None:
+        return Refusal(404, CloseCode.NOT_FOUND, "not_found", "no such route; see /openapi.json")
+    if all(op.method == "WEBSOCKET" for op in match.route.operations):
+        return Refusal(
+            426, CloseCode.NOT_FOUND, "upgrade_required", "a WebSocket route: connect with Upgrade: websocket"
+        )
+    allowed = ", ".join(sorted(op.method for op in match.route.operations if op.method != "WEBSOCKET"))
+    return Refusal(405, CloseCode.NOT_FOUND, "method_not_allowed", f"{method} is not allowed here: {allowed}")
+
+
 def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    """Header names lower-cased; a repeated header keeps its first value (as Starlette reads it)."""
+    out: dict[str, str] = {}
+    for k, v in scope.get("headers", []):
+        out.setdefault(k.decode("latin-1").lower(), v.decode("latin-1"))
+    return out
 
 
 async def _refuse_http(send: Send, refusal: Refusal) -> None:
