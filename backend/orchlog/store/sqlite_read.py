@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import orjson
 
 from ..config import Settings
-from ..filters import KINDS, EventFilter
+from ..filters import KINDS, EventFilter, ascii_lower
 from ..models import LEVEL_RANK, LEVELS
 from .base import RawRow, StoredEvent
 from .rules import AGENT_COLS, SYSTEM_COLS, TABLES, read_both, run_now
@@ -93,11 +93,24 @@ def filter_sql(kind: str, flt: EventFilter) -> tuple[list[str], list[Any]]:
         terms.append(f"seq IN (SELECT rowid FROM {TABLES[kind]}_fts WHERE {TABLES[kind]}_fts MATCH ?)")
         params.append(flt.fts)
     if flt.q:
-        fields = ("content", "summary", "event_type") if kind == "agent_log" else ("message", "summary")
-        pattern = _like(flt.q)
-        terms.append("(" + " OR ".join(f"{f} LIKE ? ESCAPE '\\'" for f in fields) + ")")
-        params.extend(pattern for _ in fields)
+        terms.append(_substring(kind, flt.q, params))
     return terms, params
+
+
+def _substring(kind: str, q: str, params: list[Any]) -> str:
+    """ASCII-case-insensitive substring, exactly as ``EventFilter.matches`` does it. SQLite's LIKE
+    stops at a NUL in the text or the pattern, so text holding ``\\u0000`` is searched with
+    ``instr(lower())`` (which compares the whole value); LIKE stays the fast path for the rest."""
+    fields = ("content", "summary", "event_type") if kind == "agent_log" else ("message", "summary")
+    folded = ascii_lower(q)
+    if "\0" in q:
+        params.extend(folded for _ in fields)
+        return "(" + " OR ".join(f"instr(lower({f}), ?) > 0" for f in fields) + ")"
+    parts = []
+    for f in fields:
+        parts.append(f"({f} LIKE ? ESCAPE '\\' OR (instr({f}, char(0)) > 0 AND instr(lower({f}), ?) > 0))")
+        params.extend((_like(q), folded))
+    return "(" + " OR ".join(parts) + ")"
 
 
 def fetch_rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:

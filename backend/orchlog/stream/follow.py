@@ -152,11 +152,22 @@ class Follower:
         return await sub.wait(self.config.heartbeat_s)
 
     async def _replay(self) -> AsyncGenerator[Frame, None]:
-        """Everything matching after the cursor, from the database, in pages."""
+        """Everything matching after the cursor, from the database, in pages.
+
+        Retention may delete rows while we page (a slow reader, a busy pruner). The floor is read
+        AFTER each page: if it rose above the cursor the page was read from, rows after the cursor
+        may be gone, so the client gets ``reset`` (continuing after the new floor) instead of a
+        silent gap. Rows above that floor were not touched before the floor was read, so the rest
+        of the page is complete."""
         while True:
-            events, more = await self.store.read_events(
-                self.spec.filter, after=self.cursor, limit=self.config.replay_page
-            )
+            start = self.cursor
+            events, more = await self.store.read_events(self.spec.filter, after=start, limit=self.config.replay_page)
+            floor = (await self.store.meta()).floor_seq
+            if floor > start:
+                self.hub.resets += 1
+                yield {"type": "reset", "floor_seq": floor, "reason": "below_floor", "after": floor}
+                events = [e for e in events if e.seq > floor]
+                self.cursor = floor
             if events:
                 self.cursor = events[-1].seq
             async for frame in self._emit([Event.of(stored) for stored in events]):
