@@ -15,13 +15,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import BadParameter
-from .models import CATEGORIES, LEVEL_RANK, LEVELS, canonical_ts, canonical_uuid, format_ts, normalize_level
+from .models import CATEGORIES, LEVEL_RANK, LEVELS, MAX_INT, canonical_ts, canonical_uuid, normalize_level
 
 KINDS = ("agent_log", "system_log")
 KIND_ALIASES = {"agent": "agent_log", "system": "system_log"}  # the CLI's short spellings, accepted everywhere
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_PARAM_CHARS = 4096  # any one filter value (SQLite refuses LIKE patterns over 50,000 bytes)
+MAX_PARAM_VALUES = 1000  # values of one list parameter (agent_id=a,b,...)
 
 FILTER_PARAMS = (
     "kind",
@@ -48,40 +50,58 @@ def parse_time(name: str, value: str, *, now: datetime | None = None) -> str:
     """An ISO-8601 time, or a duration ago (``90s``, ``10m``, ``2h``, ``1d``, ``1w``)."""
     match = _DURATION.match(value.strip().lower())
     if match:
-        ago = timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-        return format_ts((now or datetime.now(UTC)) - ago)
+        try:
+            moment: str | datetime = (now or datetime.now(UTC)) - timedelta(
+                seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            )
+        except OverflowError:
+            raise BadParameter(name, f"{value[:40]!r} reaches back before the year 1") from None
+    else:
+        moment = value
     try:
-        result = canonical_ts(value)
-    except ValueError:
-        raise BadParameter(name, f"{value!r} is neither an ISO-8601 time nor a duration like 10m or 2h") from None
+        result = canonical_ts(moment)
+    except ValueError as exc:
+        if match or "years" in str(exc):
+            raise BadParameter(name, f"{value[:40]!r}: {exc}") from None
+        raise BadParameter(name, f"{value[:40]!r} is neither an ISO-8601 time nor a duration like 10m or 2h") from None
     assert isinstance(result, str)
     return result
 
 
-def parse_int(name: str, value: str | None, *, minimum: int = 0, maximum: int | None = None) -> int | None:
+def parse_int(name: str, value: str | None, *, minimum: int = 0, maximum: int = MAX_INT) -> int | None:
+    """An integer within [minimum, maximum]; the default maximum is what SQLite's INTEGER holds."""
     if value is None or value == "":
         return None
+    if len(value) > 40:
+        raise BadParameter(name, f"{value[:20]!r}... is not an integer between {minimum} and {maximum}")
     try:
         number = int(value)
     except ValueError:
         raise BadParameter(name, f"{value!r} is not an integer") from None
-    if number < minimum or (maximum is not None and number > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise BadParameter(name, f"{number} is out of range (must be {bound})")
+    if number < minimum or number > maximum:
+        raise BadParameter(name, f"{number} is out of range (must be between {minimum} and {maximum})")
     return number
+
+
+def _bounded(name: str, value: str) -> str:
+    if len(value) > MAX_PARAM_CHARS:
+        raise BadParameter(name, f"is {len(value)} characters long; the limit is {MAX_PARAM_CHARS}")
+    return value
 
 
 def _values(params: Mapping[str, Sequence[str]], name: str) -> tuple[str, ...]:
     """Repeated parameters and comma lists both work: ``a=1&a=2`` == ``a=1,2``."""
     out: list[str] = []
     for raw in params.get(name, ()):
-        out.extend(part.strip() for part in raw.split(",") if part.strip())
+        out.extend(_bounded(name, part.strip()) for part in raw.split(",") if part.strip())
+        if len(out) > MAX_PARAM_VALUES:
+            raise BadParameter(name, f"more than {MAX_PARAM_VALUES} values")
     return tuple(dict.fromkeys(out))
 
 
 def _one(params: Mapping[str, Sequence[str]], name: str) -> str | None:
     values = [v for v in params.get(name, ()) if v != ""]
-    return values[-1] if values else None
+    return _bounded(name, values[-1]) if values else None
 
 
 def _choice(name: str, values: tuple[str, ...], allowed: Sequence[str], fix: Callable[[str], str]) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -33,6 +34,17 @@ LEVEL_RANK = {name: rank for rank, name in enumerate(LEVELS)}
 STATUSES = ("idle", "executing", "waiting", "blocked", "complete")
 CATEGORIES = ("hook", "response", "adw_step")
 DEFAULT_LIMITS = Limits()
+
+# Bounds every number and time has, so that no input can reach the database as something it
+# cannot hold (SQLite's INTEGER is 64-bit; the time format has four-digit years) or make the
+# server build a huge value (a decimal like 1e999999999 expands to a billion digits as text).
+MAX_INT = 2**63 - 1
+MIN_INT = -(2**63)
+MAX_MONEY = Decimal(10**15)
+MONEY_DIGITS = 34  # significant digits, including MONEY_PLACES
+MONEY_PLACES = 18
+MIN_YEAR, MAX_YEAR = 1000, 9999
+MAX_JSON_DEPTH = 64  # nesting of payload / metadata objects (orjson itself stops near 255)
 
 Kind = Literal["agent_log", "system_log"]
 Status = Literal["idle", "executing", "waiting", "blocked", "complete"]
@@ -63,17 +75,26 @@ def now_ts() -> str:
 
 
 def canonical_ts(value: Any) -> Any:
-    """Any ISO-8601 time (any offset; naive means UTC) or datetime → the canonical UTC text."""
-    if isinstance(value, datetime):
-        return format_ts(value)
+    """Any ISO-8601 time (any offset; naive means UTC) or datetime → the canonical UTC text.
+
+    The UTC year must be 1000..9999: the stored text is ordered as time only with four digits, and
+    an offset can push 0001-01-01 or 9999-12-31 out of what a datetime holds."""
     if isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
         try:
-            return format_ts(datetime.fromisoformat(text))
+            value = datetime.fromisoformat(text)
         except ValueError:
             raise ValueError("not an ISO-8601 time (e.g. 2024-01-02T03:04:05.123456Z)") from None
+    if isinstance(value, datetime):
+        try:
+            utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:
+            utc = None
+        if utc is None or not MIN_YEAR <= utc.year <= MAX_YEAR:
+            raise ValueError(f"the time must fall in the years {MIN_YEAR} to {MAX_YEAR} (UTC)")
+        return format_ts(utc)
     return value
 
 
@@ -87,6 +108,12 @@ def normalize_level(value: Any) -> Any:
 
 
 UUIDStr = Annotated[str, BeforeValidator(canonical_uuid)]
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
+Money = Annotated[
+    Decimal,
+    Field(ge=0, le=MAX_MONEY, max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES),
+    AfterValidator(lambda value: value if value else Decimal(0)),  # -0 is 0
+]
 Timestamp = Annotated[str, BeforeValidator(canonical_ts)]
 Level = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(normalize_level)]
 
@@ -100,7 +127,28 @@ def _limits(info: ValidationInfo) -> Limits:
     return DEFAULT_LIMITS
 
 
-def _check_json_object(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+def json_depth_over(value: Any, limit: int) -> bool:
+    """True if containers nest deeper than ``limit`` (iterative: no recursion limit to hit)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _check_json_object(value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if json_depth_over(value, MAX_JSON_DEPTH):
+        raise ValueError(f"nests objects and arrays deeper than {MAX_JSON_DEPTH} levels")
     limit = _limits(info).max_payload_bytes
     size = len(orjson.dumps(value))
     if size > limit:
@@ -143,7 +191,7 @@ class AgentLogIn(_Strict):
     task_slug: str | None = None
     adw_id: str | None = None
     adw_step: str | None = None
-    entry_index: int | None = None
+    entry_index: int | None = Field(default=None, ge=MIN_INT, le=MAX_INT)
     event_category: Category
     event_type: str = Field(min_length=1)
     level: Level = "INFO"
@@ -212,9 +260,9 @@ class OrchestratorAgentCreate(_Strict):
     system_prompt: str | None = None
     status: Status | None = None
     working_dir: str | None = None
-    input_tokens: int = Field(default=0, ge=0)
-    output_tokens: int = Field(default=0, ge=0)
-    total_cost: Decimal = Field(default=Decimal(0), ge=0)
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+    total_cost: Money = Decimal(0)
     archived: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -233,9 +281,9 @@ class AgentCreate(_Strict):
     session_id: str | None = None
     adw_id: str | None = None
     adw_step: str | None = None
-    input_tokens: int = Field(default=0, ge=0)
-    output_tokens: int = Field(default=0, ge=0)
-    total_cost: Decimal = Field(default=Decimal(0), ge=0)
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+    total_cost: Money = Decimal(0)
     archived: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -257,12 +305,14 @@ class EntityPatch(_Strict):
     adw_step: str | None = None
     archived: bool | None = None
     metadata: dict[str, Any] | None = None
-    input_tokens: int | None = Field(default=None, ge=0)
-    output_tokens: int | None = Field(default=None, ge=0)
-    total_cost: Decimal | None = Field(default=None, ge=0)
-    add_input_tokens: int | None = Field(default=None, ge=0)
-    add_output_tokens: int | None = Field(default=None, ge=0)
-    add_cost: Decimal | None = Field(default=None, ge=0)
+    input_tokens: Count | None = None
+    output_tokens: Count | None = None
+    total_cost: Money | None = None
+    add_input_tokens: Count | None = None
+    add_output_tokens: Count | None = None
+    add_cost: Money | None = None
+
+    _metadata_size = field_validator("metadata")(_check_json_object)
 
 
 class PromptCreate(_Strict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from ..config import Limits
 from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
@@ -35,11 +35,15 @@ async def read_bytes(request: Request, max_bytes: int) -> bytes:
             raise PayloadTooLarge(f"body of {size} bytes is over the {max_bytes}-byte limit; send smaller batches")
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > max_bytes:
-            raise PayloadTooLarge(f"body is over the {max_bytes}-byte limit; send smaller batches")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > max_bytes:
+                raise PayloadTooLarge(f"body is over the {max_bytes}-byte limit; send smaller batches")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # the client went away mid-body: its mistake (or its network's), not a server error
+        raise BadRequest(f"the client disconnected after {total} bytes of the body; nothing was stored") from None
     return b"".join(chunks)
 
 

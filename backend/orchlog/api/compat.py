@@ -27,6 +27,7 @@ from .security import chosen_subprotocol, principal_of
 from .stream import client_host, run_socket
 
 SOURCE_TABLES = {"agent_logs": "agent_log", "system_logs": "system_log"}
+MAX_OFFSET = 100_000  # /get_events reads limit+offset rows to skip offset: keep that bounded
 
 
 def encode_compat(event: Event) -> str:
@@ -193,7 +194,7 @@ async def get_events(request: Request) -> JSON:
     store = runtime(request).store
     q = request.query_params
     limit = parse_int("limit", q.get("limit"), minimum=1, maximum=10_000) or 50
-    offset = parse_int("offset", q.get("offset")) or 0
+    offset = parse_int("offset", q.get("offset"), maximum=MAX_OFFSET) or 0
     wanted = [t.strip() for t in (q.get("event_types") or "all").split(",") if t.strip()]
     kinds: list[str] = []
     for name in wanted:

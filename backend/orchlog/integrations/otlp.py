@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from ..models import LEVELS, format_ts
+from ..models import LEVELS, MAX_INT, MAX_JSON_DEPTH, MIN_INT, format_ts
 from . import claude_otel, codex
 from .agents import AgentSpec, Mapped, Record, RecordError
 
@@ -46,8 +46,11 @@ def level_for(severity_number: Any, severity_text: Any) -> str:
     return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(text, text if text in LEVELS else "INFO")
 
 
-def any_value(value: Any) -> Any:
-    """OTLP AnyValue ({"stringValue": ...}, {"kvlistValue": ...}, ...) → plain JSON."""
+def any_value(value: Any, depth: int = 0) -> Any:
+    """OTLP AnyValue ({"stringValue": ...}, {"kvlistValue": ...}, ...) → plain JSON. An intValue
+    outside int64 (the OTLP type) stays its text; nesting is bounded like any payload."""
+    if depth > MAX_JSON_DEPTH:
+        raise BadRequest(f"an OTLP attribute value nests deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(value, dict):
         return value
     for key in ("stringValue", "boolValue", "doubleValue"):
@@ -55,23 +58,24 @@ def any_value(value: Any) -> Any:
             return value[key]
     if "intValue" in value:
         try:
-            return int(value["intValue"])
+            number = int(value["intValue"])
+            return number if MIN_INT <= number <= MAX_INT else str(value["intValue"])
         except (TypeError, ValueError):
             return value["intValue"]
     if "arrayValue" in value:
-        return [any_value(v) for v in (value["arrayValue"] or {}).get("values", [])]
+        return [any_value(v, depth + 1) for v in (value["arrayValue"] or {}).get("values", [])]
     if "kvlistValue" in value:
-        return attributes((value["kvlistValue"] or {}).get("values", []))
+        return attributes((value["kvlistValue"] or {}).get("values", []), depth + 1)
     if "bytesValue" in value:
         return value["bytesValue"]
     return None
 
 
-def attributes(items: Any) -> dict[str, Any]:
+def attributes(items: Any, depth: int = 0) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in items or []:
         if isinstance(kv, dict) and "key" in kv:
-            out[str(kv["key"])] = any_value(kv.get("value"))
+            out[str(kv["key"])] = any_value(kv.get("value"), depth)
     return out
 
 

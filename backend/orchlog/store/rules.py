@@ -26,7 +26,7 @@ import orjson
 
 from ..errors import NotFound, ValidationFailed
 from ..ids import new_id
-from ..models import Ack, AgentLogIn, EntityPatch, LogIn, now_ts
+from ..models import MAX_INT, Ack, AgentLogIn, EntityPatch, LogIn, now_ts
 from .base import (
     ArchiveAgent,
     BatchResult,
@@ -355,10 +355,14 @@ async def update_entity(tx: Txn, table: str, ident: str, patch: EntityPatch) -> 
         elif name == "total_cost":
             value = money(value)
         changes[name] = value
-    if patch.add_input_tokens:
-        changes["input_tokens"] = int(changes.get("input_tokens", old["input_tokens"])) + patch.add_input_tokens
-    if patch.add_output_tokens:
-        changes["output_tokens"] = int(changes.get("output_tokens", old["output_tokens"])) + patch.add_output_tokens
+    for name, add in (("input_tokens", patch.add_input_tokens), ("output_tokens", patch.add_output_tokens)):
+        if add:
+            changes[name] = int(changes.get(name, old[name])) + add
+            if changes[name] > MAX_INT:  # the column is a 64-bit integer on both stores
+                raise ValidationFailed(
+                    f"add_{name} would take {name} past {MAX_INT}",
+                    details=[{"field": f"add_{name}", "message": f"the sum must stay <= {MAX_INT}"}],
+                )
     if patch.add_cost:
         base = Decimal(str(changes.get("total_cost", old["total_cost"])))
         changes["total_cost"] = money(base + patch.add_cost)
