@@ -158,6 +158,7 @@ class Keyring:
         self._seeded = list(seeded)
         self._by_hash: dict[str, TokenRecord] = {t.token_hash: t for t in seeded}
         self._revoked: set[str] = set()
+        self._active_ids = {t.id for t in seeded}
         self.refresh_s = refresh_s
         self.loaded_at = 0.0
         self.state = AuthState(seeded=len(self._seeded))
@@ -173,6 +174,7 @@ class Keyring:
                 by_hash[record.token_hash] = record
         self._by_hash, self._revoked = by_hash, revoked
         self.state = AuthState.of(records_seen, len(self._seeded))
+        self._active_ids = {t.id for t in by_hash.values()}
         self.loaded_at = time.monotonic()
 
     @property
@@ -183,6 +185,12 @@ class Keyring:
     def enabled(self) -> bool:
         """See ``AUTH_RULE``: any token row (active or revoked) or a seeded token."""
         return self.state.on
+
+    def allows(self, principal: Principal) -> bool:
+        """Is this principal's token still active? (Open mode ends when the first token appears.)"""
+        if principal.token_id is None:
+            return not self.enabled
+        return principal.token_id in self._active_ids
 
     def authenticate(self, token: str | None) -> Principal:
         if not self.enabled:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .auth import Keyring, Quotas, Tickets, parse_seeded
+from .auth import Keyring, Principal, Quotas, Tickets, parse_seeded
 from .config import Settings
 from .metrics import Metrics, Stats
 from .origins import allowed_hosts
@@ -28,6 +28,7 @@ from .stream.hub import Hub
 from .writer import Writer
 
 log = logging.getLogger("orchlog")
+TOKEN_CHECK_S = 1.0  # tokens are reloaded this often; a revoked token's streams end within ~2 s
 
 
 class Runtime:
@@ -68,6 +69,7 @@ class Runtime:
         self.writer.on_batch(self.metrics.observe_batch)
         self._maintenance: asyncio.Task[None] | None = None
         self._indexer: asyncio.Task[None] | None = None
+        self._token_watch: asyncio.Task[None] | None = None
 
     def stats(self) -> Stats:
         """A snapshot for ``/metrics`` (read at scrape time)."""
@@ -99,12 +101,24 @@ class Runtime:
             self._every(self.settings.fulltext_interval_s, self.index_fulltext, "full-text indexing"),
             name="orchlog-fulltext",
         )
+        self._token_watch = asyncio.create_task(
+            self._every(TOKEN_CHECK_S, self.watch_tokens, "token refresh"), name="orchlog-tokens"
+        )
         self.started = True
 
     async def refresh_tokens(self) -> None:
         """Reload tokens from the database (created/revoked by `orchlog token` in another process)."""
         self.keyring.loaded_at = time.monotonic()  # one refresh at a time, not one per request
         self.keyring.load(await self.store.load_tokens())
+
+    async def watch_tokens(self) -> int:
+        """Reload tokens and end the open streams of revoked ones; returns how many were ended."""
+        await self.refresh_tokens()
+
+        def refused(owner: object) -> bool:
+            return isinstance(owner, Principal) and not self.keyring.allows(owner)
+
+        return self.hub.revoke(refused)
 
     def begin_shutdown(self) -> None:
         """Tell every stream to flush and close (safe to call more than once, from the loop)."""
@@ -145,7 +159,7 @@ class Runtime:
 
     async def stop(self) -> None:
         self.begin_shutdown()
-        for task in (self._maintenance, self._indexer):
+        for task in (self._maintenance, self._indexer, self._token_watch):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

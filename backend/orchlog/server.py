@@ -30,14 +30,20 @@ log = logging.getLogger("orchlog")
 
 
 class RedactTickets(logging.Filter):
-    """Stream tickets travel in the query string; keep them out of the access log."""
+    """Stream tickets travel in the query string; keep them out of every log line. Installed on
+    the root handler, so it sees orchlog's access lines and uvicorn's own (its WebSocket
+    ``"WebSocket /api/v1/stream?ticket=..." [accepted]`` line, its errors) alike."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         path = getattr(record, "path", None)
         if isinstance(path, str) and "ticket=" in path:
             record.path = _TICKET.sub(r"\1[redacted]", path)
-        if isinstance(record.args, tuple) and "ticket=" in str(record.args):
-            record.args = tuple(_TICKET.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is the logging module's to report
+            return True
+        if "ticket=" in message:
+            record.msg, record.args = _TICKET.sub(r"\1[redacted]", message), None
         return True
 
 
@@ -142,7 +148,8 @@ def serve(settings: Settings) -> None:
     server = OrchlogServer(config, runtime)
     access = logging.getLogger("orchlog.access")
     access.addFilter(AccessPolicy(log_all=settings.access_log, slow_s=settings.slow_request_s))
-    access.addFilter(RedactTickets())
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactTickets())
     log.info("orchlog serving %s on http://%s:%s", settings.db, settings.host, settings.port)
     try:
         server.run()

@@ -22,6 +22,7 @@ from ..models import canonical_uuid, now_ts
 from ..store.base import jsonable
 from ..stream.follow import Follower, FollowSpec, Frame
 from ..stream.hub import Event
+from .entities import bound_orchestrators
 from .responses import JSON, runtime
 from .security import chosen_subprotocol, principal_of
 from .stream import client_host, run_socket
@@ -111,7 +112,11 @@ async def _serve_compat(
     )
     rt.stream_counts["compat"] += 1
     follower = Follower(
-        rt.hub, rt.store, FollowSpec(filter=flt, after=after, relays=True), rt.follow_config, rt.stopping
+        rt.hub,
+        rt.store,
+        FollowSpec(filter=flt, after=after, relays=True, owner=principal),
+        rt.follow_config,
+        rt.stopping,
     )
 
     def encode(frame: Frame) -> str | list[str] | None:
@@ -155,7 +160,14 @@ async def health(request: Request) -> JSON:
 
 
 async def _orchestrator(request: Request) -> dict[str, Any]:
-    rows = await runtime(request).store.list_entities("orchestrator_agents", {"archived": 0}, limit=1, offset=0)
+    store = runtime(request).store
+    principal = principal_of(request)
+    if principal.bound and not principal.has("admin"):
+        # an agent-bound token sees only the orchestrators of its agents
+        mine = [await store.get_entity("orchestrator_agents", o) for o in await bound_orchestrators(request)]
+        rows = sorted((r for r in mine if r and not r["archived"]), key=lambda r: str(r["created_at"]), reverse=True)
+    else:
+        rows = await store.list_entities("orchestrator_agents", {"archived": 0}, limit=1, offset=0)
     if not rows:
         raise NotFound("no orchestrator agent yet; create one with POST /api/v1/orchestrator-agents")
     return rows[0]

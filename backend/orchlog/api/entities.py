@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -38,21 +39,39 @@ def _ident(request: Request) -> str:
         raise NotFound(f"{raw!r} is not a valid id") from None
 
 
-def _visible(request: Request, table: str, row: dict[str, Any]) -> bool:
-    """Agent-bound tokens see only their own agents (and prompts of those agents)."""
+def _unbound(request: Request) -> bool:
     principal = principal_of(request)
-    if not principal.bound or principal.has("admin"):
-        return True
+    return not principal.bound or principal.has("admin")
+
+
+async def bound_orchestrators(request: Request) -> frozenset[str]:
+    """The orchestrators of an agent-bound token's agents (the only ones it may see)."""
+    store = runtime(request).store
+    out = set()
+    for agent_id in principal_of(request).agent_ids:
+        agent = await store.get_entity("agents", agent_id)
+        if agent is not None:
+            out.add(str(agent["orchestrator_agent_id"]))
+    return frozenset(out)
+
+
+async def _visibility(request: Request, table: str) -> Callable[[dict[str, Any]], bool]:
+    """Agent-bound tokens see only their own agents, the prompts of those agents, and the
+    orchestrators those agents belong to (an orchestrator row holds a system prompt)."""
+    if _unbound(request):
+        return lambda row: True
+    agents = principal_of(request).agent_ids
     if table == "agents":
-        return row.get("id") in principal.agent_ids
+        return lambda row: row.get("id") in agents
     if table == "prompts":
-        return row.get("agent_id") in principal.agent_ids
-    return True
+        return lambda row: row.get("agent_id") in agents
+    orchestrators = await bound_orchestrators(request)
+    return lambda row: row.get("id") in orchestrators
 
 
 async def _get(request: Request, table: str) -> JSON:
     row = await runtime(request).store.get_entity(table, _ident(request))
-    if row is None or not _visible(request, table, row):
+    if row is None or not (await _visibility(request, table))(row):
         raise NotFound(f"no {table[:-1].replace('_', ' ')} with id {request.path_params['id']}")
     return JSON(row)
 
@@ -75,7 +94,8 @@ async def _list(request: Request, table: str) -> JSON:
     limit = parse_int("limit", request.query_params.get("limit"), minimum=1, maximum=1000) or 100
     offset = parse_int("offset", request.query_params.get("offset")) or 0
     rows = await runtime(request).store.list_entities(table, where, limit=limit, offset=offset)
-    rows = [row for row in rows if _visible(request, table, row)]
+    visible = await _visibility(request, table)
+    rows = [row for row in rows if visible(row)]
     return JSON({"items": rows, "count": len(rows)})
 
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from typing import Any
 
 import orjson
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -20,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..auth import Principal
 from ..errors import BadParameter, Forbidden, OrchlogError
 from ..filters import EventFilter, parse_int
-from ..stream.follow import Follower, FollowSpec, Frame
+from ..stream.follow import Follower, FollowSpec, Frame, Revoked
 from ..stream.hub import Event
 from .responses import JSON, error_response, query_lists, runtime
 from .security import chosen_subprotocol, principal_of
@@ -35,6 +36,7 @@ async def ticket(request: Request) -> JSON:
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_BAD_PARAMS = 4400
+CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_MANY = 4429
 
@@ -59,7 +61,9 @@ def follow_spec(
         raise BadParameter("tail", "give either after or tail, not both")
     epoch = one("epoch")
     batch = (one("batch") or "").lower() in ("1", "true", "yes")
-    return FollowSpec(filter=flt, after=after, tail=tail if after is None else None, epoch=epoch, batch=batch)
+    return FollowSpec(
+        filter=flt, after=after, tail=tail if after is None else None, epoch=epoch, batch=batch, owner=principal
+    )
 
 
 def encode(frame: Frame) -> str:
@@ -119,10 +123,13 @@ async def run_socket(
             await ws.send_text(text)
 
     async def pump() -> int:
-        async for frame in frames:
-            encoded = encoder(frame)
-            for text in [encoded] if isinstance(encoded, str) else encoded or ():
-                await send(text)
+        try:
+            async for frame in frames:
+                encoded = encoder(frame)
+                for text in [encoded] if isinstance(encoded, str) else encoded or ():
+                    await send(text)
+        except Revoked:
+            return CLOSE_UNAUTHORIZED
         return CLOSE_GOING_AWAY
 
     async def listen() -> int:
@@ -159,8 +166,15 @@ async def run_socket(
         with contextlib.suppress(BaseException):
             await frames.aclose()
     if code:
+        reason = CLOSE_REASONS.get(code, "")
         with contextlib.suppress(Exception, WebSocketDisconnect):
-            await asyncio.wait_for(ws.close(code=code, reason="going away: reconnect and resume with after="), 2)
+            await asyncio.wait_for(ws.close(code=code, reason=reason), 2)
+
+
+CLOSE_REASONS = {
+    CLOSE_GOING_AWAY: "going away: reconnect and resume with after=",
+    CLOSE_UNAUTHORIZED: "this token was revoked",
+}
 
 
 async def stream_sse(request: Request) -> Response:
@@ -186,6 +200,14 @@ async def stream_sse(request: Request) -> Response:
 
     async def sse_chunks() -> AsyncGenerator[str, None]:
         yield "retry: 2000\n\n"
+        try:
+            async for chunk in sse_frames():
+                yield chunk
+        except Revoked:
+            error = {"type": "error", "code": "unauthorized", "message": "this token was revoked"}
+            yield f"event: error\ndata: {orjson.dumps(error).decode()}\n\n"
+
+    async def sse_frames() -> AsyncGenerator[str, None]:
         async for frame in follower.frames():
             if isinstance(frame, list):
                 yield "".join(f"event: {e.kind}\nid: {e.seq}\ndata: {e.native}\n\n" for e in frame)
@@ -200,4 +222,6 @@ async def stream_sse(request: Request) -> Response:
         body(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        # a client gone before the body started never runs body()'s finally: release here too
+        background=BackgroundTask(slot.release),
     )

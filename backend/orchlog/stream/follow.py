@@ -32,6 +32,11 @@ class FollowSpec:
     epoch: str | None = None  # the client's idea of the database; a mismatch gives `reset`
     batch: bool = False  # yield lists of events (one `events` frame each) instead of one by one
     relays: bool = False  # receive orchestrator_3_stream relay messages (compat /ws)
+    owner: object = None  # who reads (the principal): the runtime revokes streams by it
+
+
+class Revoked(Exception):
+    """The reader's credentials were revoked while it followed: the transport closes (4401)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class Follower:
 
     async def _frames(self) -> AsyncGenerator[Frame, None]:
         flt = self.spec.filter
-        self._sub = self.hub.subscribe(flt, relays=self.spec.relays)
+        self._sub = self._subscribe()
         meta = await self.store.meta()
         cursor, reset = self._start_cursor(meta.head_seq, meta.floor_seq, meta.epoch)
         yield {
@@ -101,6 +106,8 @@ class Follower:
             if not await self._wait(sub):
                 yield {"type": "heartbeat", "head_seq": max(self.hub.cursor, self.cursor)}
                 continue
+            if sub.revoked:
+                raise Revoked()
             while sub.notices:
                 yield sub.notices.popleft()
             fresh = self._take(sub)
@@ -112,7 +119,7 @@ class Follower:
                 # we fell behind: leave the fan-out, read the database at our own pace, rejoin
                 self.catchups += 1
                 self.hub.unsubscribe(sub)
-                self._sub = self.hub.subscribe(flt, relays=self.spec.relays)
+                self._sub = self._subscribe()
                 async for frame in self._replay():
                     yield frame
             elif sub.closed:
@@ -120,6 +127,9 @@ class Follower:
         # shutting down: hand over everything committed so far, then the transport says 1001
         async for frame in self._replay():
             yield frame
+
+    def _subscribe(self) -> Subscription:
+        return self.hub.subscribe(self.spec.filter, relays=self.spec.relays, owner=self.spec.owner)
 
     def _take(self, sub: Subscription) -> list[Event]:
         """Queued events above the cursor: one at a time, or everything queued when batching."""
@@ -163,6 +173,8 @@ class Follower:
             start = self.cursor
             events, more = await self.store.read_events(self.spec.filter, after=start, limit=self.config.replay_page)
             floor = (await self.store.meta()).floor_seq
+            if self._sub is not None and self._sub.revoked:
+                raise Revoked()
             if floor > start:
                 self.hub.resets += 1
                 yield {"type": "reset", "floor_seq": floor, "reason": "below_floor", "after": floor}

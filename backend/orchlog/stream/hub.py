@@ -64,9 +64,13 @@ def encode_native(event: Event) -> str:
 class Subscription:
     """One subscriber's bounded inbox (by count and by bytes) plus its entity notices."""
 
-    def __init__(self, flt: EventFilter, *, max_events: int, max_bytes: int, relays: bool = False) -> None:
+    def __init__(
+        self, flt: EventFilter, *, max_events: int, max_bytes: int, relays: bool = False, owner: object = None
+    ) -> None:
         self.filter = flt
         self.relays = relays  # orchestrator_3_stream relay messages (compat /ws only)
+        self.owner = owner  # who reads (the API's principal); opaque here, used by ``Hub.revoke``
+        self.revoked = False
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.events: deque[Event] = deque()
@@ -98,6 +102,11 @@ class Subscription:
     def close(self) -> None:
         self.closed = True
         self._wake.set()
+
+    def revoke(self) -> None:
+        """The reader may no longer read (its token was revoked): its follower ends the stream."""
+        self.revoked = True
+        self.close()
 
     def pop(self) -> Event | None:
         if not self.events:
@@ -177,11 +186,19 @@ class Hub:
         if head_seq > self.cursor:
             self._wake.set()
 
-    def subscribe(self, flt: EventFilter, *, relays: bool = False) -> Subscription:
+    def subscribe(self, flt: EventFilter, *, relays: bool = False, owner: object = None) -> Subscription:
         """Register BEFORE reading the database: every event after ``self.cursor`` will be offered."""
-        sub = Subscription(flt, max_events=self._queue_events, max_bytes=self._queue_bytes, relays=relays)
+        sub = Subscription(flt, max_events=self._queue_events, max_bytes=self._queue_bytes, relays=relays, owner=owner)
         self._subs.add(sub)
         return sub
+
+    def revoke(self, refused: Callable[[object], bool]) -> int:
+        """Close every subscription whose owner ``refused`` says may no longer read; how many."""
+        gone = [sub for sub in self._subs if sub.owner is not None and refused(sub.owner)]
+        for sub in gone:
+            self._subs.discard(sub)
+            sub.revoke()
+        return len(gone)
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
