@@ -16,7 +16,8 @@ from orchlog.config import Settings
 from orchlog.filters import MATCH_ALL, EventFilter
 from orchlog.models import SystemLogIn
 from orchlog.runtime import Runtime
-from orchlog.store.base import InsertLogs, PruneLogs
+from orchlog.store.base import InsertLogs, PruneLogs, StoredEvent
+from orchlog.store.sqlite import SqliteStore
 from orchlog.stream.follow import FollowConfig, Follower, FollowSpec
 from orchlog.stream.hub import Event
 
@@ -95,3 +96,49 @@ async def test_nul_in_text_matches_the_same_live_and_on_replay(rt: Runtime) -> N
         replay = {e.seq for e in (await rt.store.read_events(flt, after=0, limit=100))[0]}
         names = sorted(by_seq[s] for s in replay), sorted(by_seq[s] for s in live)
         assert replay == live, f"q={q!r}: replay {names[0]} != live {names[1]}"
+
+
+class CountingStore(SqliteStore):
+    """The real store, recording how many rows each read returned (what a follower holds)."""
+
+    def __init__(self, path: str, settings: Settings) -> None:
+        super().__init__(path, settings)
+        self.reads: list[int] = []
+
+    async def read_events(self, flt: EventFilter, **kw: Any) -> tuple[list[StoredEvent], bool]:
+        events, more = await super().read_events(flt, **kw)
+        self.reads.append(len(events))
+        return events, more
+
+
+async def test_tail_replay_reads_pages_as_the_client_pulls(tmp_path: Path) -> None:
+    settings = Settings(db=str(tmp_path / "orchlog.db"), maintenance_interval_s=3600)
+    store = CountingStore(settings.db, settings)
+    runtime = Runtime(settings, store=store)
+    await runtime.start()
+    try:
+        seqs = []
+        for _ in range(3):
+            seqs += await post_system(runtime, 1000)
+        config = FollowConfig(replay_page=100, tail_page=500)
+        spec = FollowSpec(filter=MATCH_ALL, tail=2500)
+        frames = Follower(runtime.hub, store, spec, config, runtime.stopping).frames()
+        try:
+            store.reads.clear()
+            assert (await anext(frames))["type"] == "hello"
+            first = [await anext(frames) for _ in range(10)]
+            assert [f.seq for f in first if isinstance(f, Event)] == seqs[500:510]
+            # a client that read 10 frames made the server hold at most one page at a time
+            assert max(store.reads) <= 500, store.reads
+            assert sum(store.reads) <= 2500 + 100, store.reads  # seqs located backwards + one replay page
+            rest = []
+            async for frame in frames:
+                if isinstance(frame, Event):
+                    rest.append(frame.seq)
+                elif frame["type"] == "live":
+                    break
+            assert rest == seqs[510:]
+        finally:
+            await frames.aclose()
+    finally:
+        await runtime.stop()

@@ -42,6 +42,7 @@ class Revoked(Exception):
 @dataclass(frozen=True)
 class FollowConfig:
     replay_page: int = 500
+    tail_page: int = 2000  # seqs per backward step when locating the start of a tail=N window
     heartbeat_s: float = 15.0
 
 
@@ -90,12 +91,8 @@ class Follower:
         if reset is not None:
             self.hub.resets += 1
             yield {"type": "reset", "floor_seq": meta.floor_seq, "reason": reset, "after": cursor}
-        if self.spec.tail is not None and self.spec.tail > 0:
-            events, _ = await self.store.read_events(flt, before=meta.head_seq + 1, limit=self.spec.tail)
-            async for frame in self._emit([Event.of(stored) for stored in events]):
-                yield frame
         if self.spec.tail is not None:
-            cursor = meta.head_seq
+            cursor = await self._tail_start(meta.head_seq)
         self.cursor = cursor
         async for frame in self._replay():
             yield frame
@@ -186,6 +183,26 @@ class Follower:
                 yield frame
             if not more:
                 return
+
+    async def _tail_start(self, head: int) -> int:
+        """The cursor just below the last ``tail`` matching events at or below ``head``.
+
+        Found by paging backwards and keeping only seqs, so the events themselves are then read
+        forwards by ``_replay`` page by page as the client drains them: a ``tail=100000`` stream
+        whose client reads nothing holds one page, not 100,000 rows."""
+        remaining = self.spec.tail or 0
+        before, start = head + 1, head + 1
+        while remaining > 0:
+            events, more = await self.store.read_events(
+                self.spec.filter, before=before, limit=min(remaining, self.config.tail_page)
+            )
+            if not events:
+                break
+            remaining -= len(events)
+            start = before = events[0].seq
+            if not more:
+                break
+        return start - 1
 
     def _start_cursor(self, head: int, floor: int, epoch: str) -> tuple[int, str | None]:
         spec = self.spec
