@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from .errors import BadParameter
@@ -177,6 +178,11 @@ class EventFilter:
         """Filters on agent-only fields exclude system logs (they have no such column)."""
         return bool(self.agent_ids or self.event_categories or self.event_types or self.task_slug or self.session_id)
 
+    @cached_property
+    def everything(self) -> bool:
+        """No constraint at all: matching needs no look inside the row (which stays unparsed)."""
+        return self == MATCH_ALL
+
     def wants(self, kind: str) -> bool:
         if self.kinds and kind not in self.kinds:
             return False
@@ -186,8 +192,13 @@ class EventFilter:
     def q_folded(self) -> str | None:
         return self._q_folded if self._q_folded is not None or not self.q else ascii_lower(self.q)
 
-    def matches(self, kind: str, row: Mapping[str, Any]) -> bool:
-        """The Python twin of the store's SQL for this filter (used on the live path)."""
+    def matches(self, kind: str, row: Mapping[str, Any], folded: dict[str, str] | None = None) -> bool:
+        """The Python twin of the store's SQL for this filter (used on the live path).
+
+        ``folded`` is a per-event cache of case-folded text fields, so that many ``q`` filters
+        over one event fold its text once (the hub passes one dict per event)."""
+        if self.everything:
+            return True
         if not self.wants(kind):
             return False
         level = row.get("level")
@@ -216,8 +227,15 @@ class EventFilter:
         q = self.q_folded
         if q:
             fields = ("content", "summary", "event_type") if kind == "agent_log" else ("message", "summary")
-            if not any(q in ascii_lower(str(row.get(f) or "")) for f in fields):
-                return False
+            for f in fields:
+                text = folded.get(f) if folded is not None else None
+                if text is None:
+                    text = ascii_lower(str(row.get(f) or ""))
+                    if folded is not None:
+                        folded[f] = text
+                if q in text:
+                    return True
+            return False
         return True
 
     def describe(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,8 +22,10 @@ import orjson
 
 from ..filters import EventFilter
 from ..store.base import Store, StoredEvent, jsonable
+from .index import SubscriptionIndex
 
 log = logging.getLogger("orchlog.hub")
+FANOUT_SLICE_S = 0.005  # fan-out gives the event loop back at least this often (health, ingest, sends)
 
 Encoder = Callable[["Event"], str]
 
@@ -147,7 +150,7 @@ class Hub:
         self._page = page
         self._queue_events = queue_events
         self._queue_bytes = queue_bytes
-        self._subs: set[Subscription] = set()
+        self._subs: SubscriptionIndex[Subscription] = SubscriptionIndex()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.cursor = 0
@@ -171,7 +174,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for sub in list(self._subs):
+        for sub in self._subs:
             sub.close()
         self._subs.clear()
 
@@ -252,7 +255,7 @@ class Hub:
                         continue
                     rows = polled
                 while rows:
-                    self._fan_out(rows)
+                    await self._fan_out(rows)
                     if len(rows) < self._page:
                         break
                     rows = await self._store.tail(self.cursor, self._page)
@@ -262,12 +265,27 @@ class Hub:
                 log.exception("hub read failed; retrying")
                 await asyncio.sleep(min(1.0, self._poll_interval * 20))
 
-    def _fan_out(self, rows: list[StoredEvent]) -> None:
+    async def _fan_out(self, rows: list[StoredEvent]) -> None:
+        """Offer each row to every subscription whose filter matches: each distinct filter is
+        evaluated once per event (with the event's folded text shared between ``q`` filters),
+        only where the index says it can match, and the loop is given back every few ms.
+
+        A subscriber that registers during such a pause may miss rows offered before it: that is
+        safe, because it replays from the database after registering, and every row the hub has
+        read is committed, so its replay holds them."""
         self.reads += 1
+        subs = self._subs
+        pause_at = time.perf_counter() + FANOUT_SLICE_S
         for stored in rows:
             event = Event.of(stored)
-            dropped = [sub for sub in self._subs if sub.filter.matches(event.kind, event.data) and not sub.offer(event)]
-            for sub in dropped:
-                self._subs.discard(sub)
-                self.overflows += 1
-        self.cursor = rows[-1].seq
+            folded: dict[str, str] = {}
+            for flt, group in subs.candidates(event.kind, event.data):
+                if flt.matches(event.kind, event.data, folded):
+                    for sub in tuple(group):
+                        if not sub.offer(event):
+                            subs.discard(sub)
+                            self.overflows += 1
+            self.cursor = stored.seq
+            if time.perf_counter() >= pause_at:
+                await asyncio.sleep(0)
+                pause_at = time.perf_counter() + FANOUT_SLICE_S
