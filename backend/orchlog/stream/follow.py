@@ -15,6 +15,7 @@ The transports (WebSocket, SSE, compat ``/ws``) only encode what this yields.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,10 @@ class FollowSpec:
     owner: object = None  # who reads (the principal): the runtime revokes streams by it
 
 
+class _OutOfTime(Exception):
+    """The server is stopping and this follower's flush time is over."""
+
+
 class Revoked(Exception):
     """The reader's credentials were revoked while it followed: the transport closes (4401)."""
 
@@ -43,6 +48,7 @@ class Revoked(Exception):
 class FollowConfig:
     replay_page: int = 500
     tail_page: int = 2000  # seqs per backward step when locating the start of a tail=N window
+    shutdown_flush_s: float = 3.0  # on shutdown, keep sending what is committed this long, then end (1001)
     heartbeat_s: float = 15.0
 
 
@@ -62,6 +68,7 @@ class Follower:
         self.cursor = 0
         self.catchups = 0
         self._sub: Subscription | None = None
+        self._flush_until: float | None = None
 
     def close(self) -> None:
         if self._sub is not None:
@@ -72,6 +79,8 @@ class Follower:
         try:
             async for frame in self._frames():
                 yield frame
+        except _OutOfTime:
+            return  # the transport closes with 1001: the client resumes with after=<last seq>
         finally:
             self.close()
 
@@ -146,10 +155,23 @@ class Follower:
             return
         if self.spec.batch:
             for start in range(0, len(events), MAX_BATCH):
+                self._check_time()
                 yield events[start : start + MAX_BATCH]
         else:
             for event in events:
+                self._check_time()
                 yield event
+
+    def _check_time(self) -> None:
+        """Once the server is stopping, a follower flushes for ``shutdown_flush_s`` at most (a long
+        replay would otherwise outlive the shutdown and be cut with 1012 instead of 1001)."""
+        if not self.stopping.is_set():
+            return
+        now = time.monotonic()
+        if self._flush_until is None:
+            self._flush_until = now + self.config.shutdown_flush_s
+        elif now > self._flush_until:
+            raise _OutOfTime()
 
     async def _wait(self, sub: Subscription) -> bool:
         """Wait for events, notices, overflow, close or shutdown (the runtime pokes every
@@ -167,6 +189,7 @@ class Follower:
         silent gap. Rows above that floor were not touched before the floor was read, so the rest
         of the page is complete."""
         while True:
+            self._check_time()
             start = self.cursor
             events, more = await self.store.read_events(self.spec.filter, after=start, limit=self.config.replay_page)
             floor = (await self.store.meta()).floor_seq
