@@ -95,6 +95,10 @@ class Settings(Limits, BaseSettings):
     max_db_pages: int = _f(0, "disk quota as SQLite `max_page_count` (0 = none); full → 503", ge=0)
     read_connections: int = _f(4, "reader connections", ge=1, le=64)
 
+    limit_concurrency: int = _f(0, "connections + running requests (0 = max_subscribers + 1000); over it → 503", ge=0)
+    keep_alive_s: int = _f(5, "idle keep-alive connections close after this many seconds", ge=1)
+    header_timeout_s: float = _f(10.0, "a request's headers must arrive within this (408, then close)", gt=0)
+
     queue_max_requests: int = _f(2000, "writer queue, in requests; full → 503 with `Retry-After`", ge=1)
     max_batch_events: int = _f(5000, "events per group commit", ge=1)
     retry_after_s: float = _f(1.0, "`Retry-After` sent when the writer queue is full", gt=0)
