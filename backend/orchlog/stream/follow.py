@@ -101,7 +101,7 @@ class Follower:
             self.hub.resets += 1
             yield {"type": "reset", "floor_seq": meta.floor_seq, "reason": reset, "after": cursor}
         if self.spec.tail is not None:
-            cursor = await self._tail_start(meta.head_seq)
+            cursor = await self._tail_start(meta.head_seq, meta.floor_seq)
         self.cursor = cursor
         async for frame in self._replay():
             yield frame
@@ -207,7 +207,7 @@ class Follower:
             if not more:
                 return
 
-    async def _tail_start(self, head: int) -> int:
+    async def _tail_start(self, head: int, floor: int) -> int:
         """The cursor just below the last ``tail`` matching events at or below ``head``.
 
         Found by paging backwards and keeping only seqs, so the events themselves are then read
@@ -225,7 +225,9 @@ class Follower:
             start = before = events[0].seq
             if not more:
                 break
-        return start - 1
+        # rows at or below the floor may be half gone (retention prunes each table on its own): a
+        # tail window never reaches below it, so it never needs a `reset`
+        return max(start - 1, min(floor, head))
 
     def _start_cursor(self, head: int, floor: int, epoch: str) -> tuple[int, str | None]:
         spec = self.spec
