@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from ..models import MAX_INT, MAX_MONEY, MONEY_PLACES
 from .claude_code import NAMESPACE, truncate
 
 
@@ -102,7 +103,7 @@ def count(attrs: Mapping[str, Any], key: str, where: str) -> int:
         number = value
     elif (isinstance(value, float) and value.is_integer()) or (isinstance(value, str) and value.strip().isdigit()):
         number = int(value)
-    if number is None or number < 0:
+    if number is None or number < 0 or number > MAX_INT:
         raise RecordError(f"{where}: attribute {key} must be a non-negative whole number, not {value!r}")
     return number
 
@@ -122,6 +123,9 @@ def money(value: Any, key: str, where: str) -> Decimal:
         raise RecordError(f"{where}: attribute {key} must be a number, not {value!r}") from None
     if not amount.is_finite() or amount < 0:
         raise RecordError(f"{where}: attribute {key} must be a non-negative number, not {value!r}")
+    exponent = amount.as_tuple().exponent
+    if amount > MAX_MONEY or (isinstance(exponent, int) and exponent < -MONEY_PLACES):
+        raise RecordError(f"{where}: attribute {key} must be at most {MAX_MONEY} with {MONEY_PLACES} decimal places")
     return amount
 
 
