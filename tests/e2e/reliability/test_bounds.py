@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import Server, assert_error, wait_until
+from helpers import Server, assert_error, wait_until
 
 BIG = 2**63  # one past SQLite's INTEGER
 DEEP = 65  # one past the payload nesting limit (orchlog.models.MAX_JSON_DEPTH)
@@ -218,7 +218,7 @@ hostile_text = st.one_of(
             "0999-12-31T23:59:59Z",
             "\x00",
             "%_\\",
-            "x" * 60_000,
+            "x" * 20_000,  # with up to 4 such values the URL stays under httpx's 64 KiB limit
             "NaN",
             "-0",
             "1.5h",
@@ -259,7 +259,7 @@ def test_any_query_parameters_never_5xx(ctx: Ctx, route: str, data: st.DataObjec
 hostile_number = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.sampled_from([BIG, BIG - 1, -BIG - 1, 2**64, 2**64 + 1]),
-    st.floats(allow_nan=False),
+    st.floats(allow_nan=False, allow_infinity=False),
     hostile_text,
 )
 NUMERIC_FIELDS = {

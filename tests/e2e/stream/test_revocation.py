@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import TokenServer, bearer, create_token, orchlog_cli, wait_until
+from helpers import TokenServer, bearer, create_token, orchlog_cli, wait_until
 
 A, B = str(uuid.uuid4()), str(uuid.uuid4())
 REVOKE_WITHIN_S = 2.0

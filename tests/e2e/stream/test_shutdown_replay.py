@@ -8,10 +8,10 @@ import signal
 import time
 from pathlib import Path
 
-from streamkit import open_ws
 from websockets.exceptions import ConnectionClosed
 
-from conftest import Server
+from helpers import Server
+from helpers.stream import open_ws
 from orchlog.bench.prefill import prefill
 
 N = 200_000  # ~80 MB of frames: more than every socket buffer between server and client holds

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from conftest import Server
+from helpers import Server
 
 
 @pytest.fixture(scope="module")
