@@ -56,13 +56,36 @@ async def test_retention_between_replay_pages_sends_reset_not_a_silent_gap(rt: R
         assert floor == seqs[49]
         frame = await anext(frames)
         assert isinstance(frame, dict) and frame["type"] == "reset", f"expected reset before the gap, got {frame}"
-        assert frame["floor_seq"] == floor and frame["after"] == floor and frame["reason"] == "below_floor"
+        assert frame["floor_seq"] == floor and frame["after"] == seqs[9] and frame["reason"] == "below_floor"
         rest = []
         while len(rest) < 50:
             frame = await anext(frames)
             if isinstance(frame, Event):
                 rest.append(frame.seq)
         assert rest == seqs[50:]
+    finally:
+        await frames.aclose()
+
+
+async def test_age_retention_of_one_old_row_resets_once_and_keeps_the_rows_that_remain(rt: Runtime) -> None:
+    before = await post_system(rt, 50)
+    old = await rt.writer.submit(InsertLogs([SystemLogIn(message="backfilled", timestamp="2000-01-01T00:00:00Z")]))
+    after = await post_system(rt, 30)
+    frames = follower(rt, after=0).frames()
+    try:
+        assert (await anext(frames))["type"] == "hello"
+        got = [(await anext(frames)).seq for _ in range(10)]  # type: ignore[union-attr]
+        assert await rt.writer.submit(PruneLogs("system_logs", before="2001-01-01T00:00:00Z", keep_rows=None)) == 1
+        resets = []
+        async for frame in frames:
+            if isinstance(frame, Event):
+                got.append(frame.seq)
+            elif frame["type"] == "reset":
+                resets.append(frame)
+            elif frame["type"] == "live":
+                break
+        assert [r["floor_seq"] for r in resets] == [old[0].seq], resets  # told once
+        assert got == before + after  # every row that is still there, exactly once
     finally:
         await frames.aclose()
 

@@ -69,6 +69,7 @@ class Follower:
         self.catchups = 0
         self._sub: Subscription | None = None
         self._flush_until: float | None = None
+        self._floor_told = 0  # the highest floor this client has been told about
 
     def close(self) -> None:
         if self._sub is not None:
@@ -89,6 +90,7 @@ class Follower:
         self._sub = self._subscribe()
         meta = await self.store.meta()
         cursor, reset = self._start_cursor(meta.head_seq, meta.floor_seq, meta.epoch)
+        self._floor_told = meta.floor_seq  # hello carries it (and a reset below it if needed)
         yield {
             "type": "hello",
             "epoch": meta.epoch,
@@ -185,9 +187,8 @@ class Follower:
 
         Retention may delete rows while we page (a slow reader, a busy pruner). The floor is read
         AFTER each page: if it rose above the cursor the page was read from, rows after the cursor
-        may be gone, so the client gets ``reset`` (continuing after the new floor) instead of a
-        silent gap. Rows above that floor were not touched before the floor was read, so the rest
-        of the page is complete."""
+        may be gone, so the client gets ``reset`` (with the new floor) before the rows that remain,
+        instead of a silent gap."""
         while True:
             self._check_time()
             start = self.cursor
@@ -195,11 +196,12 @@ class Follower:
             floor = (await self.store.meta()).floor_seq
             if self._sub is not None and self._sub.revoked:
                 raise Revoked()
-            if floor > start:
+            if floor > start and floor > self._floor_told:
+                # once per rise of the floor; the rows that are still there follow (age retention
+                # deletes old rows wherever they sit, so the floor may pass rows that remain)
+                self._floor_told = floor
                 self.hub.resets += 1
-                yield {"type": "reset", "floor_seq": floor, "reason": "below_floor", "after": floor}
-                events = [e for e in events if e.seq > floor]
-                self.cursor = floor
+                yield {"type": "reset", "floor_seq": floor, "reason": "below_floor", "after": start}
             if events:
                 self.cursor = events[-1].seq
             async for frame in self._emit([Event.of(stored) for stored in events]):
