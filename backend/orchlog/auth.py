@@ -260,15 +260,23 @@ class Tickets:
     """Short-lived single-use stream tickets for browsers (which cannot set headers on a WebSocket
     or EventSource): ``POST /api/v1/stream/ticket`` → ``?ticket=``. Kept in this process only."""
 
-    def __init__(self, ttl_s: float = 30.0, max_live: int = 10_000) -> None:
+    def __init__(self, ttl_s: float = 30.0, max_live: int = 10_000, max_per_principal: int = 100) -> None:
         self.ttl_s = ttl_s
         self.max_live = max_live
+        self.max_per_principal = max_per_principal
         self._live: dict[str, tuple[float, Principal]] = {}
 
     def issue(self, principal: Principal) -> str:
         self._expire()
         if len(self._live) >= self.max_live:
             raise RateLimited("too many outstanding stream tickets; retry shortly", retry_after=self.ttl_s)
+        # one principal cannot take every ticket there is (and so lock every browser out)
+        held = sum(1 for _, p in self._live.values() if p.name == principal.name)
+        if held >= self.max_per_principal:
+            raise RateLimited(
+                f"{held} unredeemed stream tickets for {principal.name!r}; redeem or let them expire",
+                retry_after=self.ttl_s,
+            )
         ticket = secrets.token_urlsafe(24)
         self._live[ticket] = (time.monotonic() + self.ttl_s, principal)
         return ticket

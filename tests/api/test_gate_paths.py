@@ -4,7 +4,9 @@ route table resolved, behind a ``root_path`` (a proxy prefix or a mount) too (re
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -83,3 +85,23 @@ async def test_a_repeated_header_is_read_as_the_router_reads_it(app: AppServer) 
         headers = [("Authorization", f"Bearer {INGEST}"), ("Authorization", f"Bearer {READ}")]
         r = await c.get("/api/v1/events", headers=headers)
     assert r.status_code == 403
+
+
+async def test_a_dev_mode_ticket_stops_working_once_tokens_exist(tmp_path: Path) -> None:
+    """A ticket issued while the server ran open carried every scope; once a token exists it must
+    not open a stream (review F3)."""
+    from orchlog.auth import TokenRecord, new_token, token_hash
+
+    with AppServer(tmp_path / "orchlog.db") as srv:
+        async with srv.client() as c:
+            r = await c.post("/api/v1/stream/ticket")
+            assert r.status_code == 201, r.text
+            ticket = r.json()["ticket"]
+            record = TokenRecord(
+                str(uuid.uuid4()), "late", token_hash(new_token()), ("read",), (), "2026-01-01T00:00:00.000000Z"
+            )
+            assert srv.portal is not None
+            srv.portal.call(srv.runtime.store.create_token, record)
+            srv.portal.call(srv.runtime.refresh_tokens)
+            async with c.stream("GET", "/api/v1/stream/sse", params={"ticket": ticket}) as answer:
+                assert answer.status_code == 401

@@ -14,7 +14,7 @@ import pytest
 
 from helpers import Server, TokenServer, bearer
 
-TOKENS = {name: f"olg_{name}_{secrets.token_urlsafe(24)}" for name in ("big", "small", "spare")}
+TOKENS = {name: f"olg_{name}_{secrets.token_urlsafe(24)}" for name in ("big", "small", "spare", "entities")}
 
 
 def otlp(n: int) -> dict[str, Any]:
@@ -143,3 +143,15 @@ def test_dns_rebinding_hosts_are_refused_in_dev_mode(open_server: Server, method
             assert r.status_code == 200
         # health and the dashboard's files stay open (load balancers probe them by IP)
         assert c.get("/healthz", headers={"Host": "10.0.0.7:8000"}).status_code == 200
+
+
+def test_entity_writes_are_charged_to_the_same_quota(quota_server: Server) -> None:
+    """Creates, updates and archives cost one event each (review F4): an ingest token whose bucket
+    is empty cannot keep writing 50 KB system prompts through the entity routes."""
+    headers = {"Content-Type": "application/json", **bearer(TOKENS["entities"])}
+    with httpx.Client(base_url=quota_server.url, headers=headers, timeout=30) as c:
+        codes = [
+            c.post("/api/v1/orchestrator-agents", json={"system_prompt": "x" * 50_000}).status_code for _ in range(12)
+        ]
+    assert codes[:10] == [201] * 10, codes
+    assert codes[10:] == [429, 429], codes

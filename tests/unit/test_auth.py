@@ -220,3 +220,28 @@ def test_host_decisions_in_dev_mode(host: str | None, ok: bool) -> None:
     from orchlog.origins import host_allowed
 
     assert host_allowed(host, frozenset({"dash.example"})) is ok
+
+
+def test_one_principal_cannot_take_every_stream_ticket() -> None:
+    tickets = Tickets(ttl_s=60, max_live=1000, max_per_principal=3)
+    alice, bob = Principal("alice", frozenset({"read"})), Principal("bob", frozenset({"read"}))
+    for _ in range(3):
+        tickets.issue(alice)
+    with pytest.raises(RateLimited):
+        tickets.issue(alice)
+    tickets.redeem(tickets.issue(bob))  # others are not locked out
+
+
+def test_a_ticket_outlives_neither_its_token_nor_dev_mode() -> None:
+    """Keyring.allows decides whether a redeemed ticket still stands (review F3)."""
+    from orchlog.auth import OPEN, Keyring, TokenRecord, token_hash
+
+    ring = Keyring()
+    ring.load([])
+    assert ring.allows(OPEN)  # dev mode: the open principal's tickets are fine
+    record = TokenRecord("t1", "t1", token_hash("olg_x"), ("read",), (), "2026-01-01T00:00:00.000000Z")
+    ring.load([record])
+    assert not ring.allows(OPEN), "tokens exist now: a ticket issued in dev mode must not stream"
+    assert ring.allows(record.principal())
+    ring.load([TokenRecord(**{**record.__dict__, "revoked_at": "2026-01-02T00:00:00.000000Z"})])
+    assert not ring.allows(record.principal())

@@ -107,6 +107,9 @@ class Gate:
         try:
             if isinstance(ticketed, OrchlogError):
                 raise ticketed
+            if ticketed is not None and not rt.keyring.allows(ticketed):
+                # issued before its token was revoked, or while the server had no tokens yet
+                raise Unauthorized("this stream ticket's token is no longer valid; request a new ticket")
             principal = ticketed if ticketed is not None else rt.keyring.authenticate(token)
             if op is None:
                 return principal  # any valid token may learn that a path or method does not exist (404/405)

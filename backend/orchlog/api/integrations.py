@@ -59,6 +59,8 @@ async def otlp_logs(request: Request) -> Response:
     sight), and their tokens and cost are added to that agent's row."""
     rt = runtime(request)
     kind = media_type(request)
+    if kind not in ("application/json", "application/x-protobuf"):  # before reading (and inflating) the body
+        raise UnsupportedMediaType("OTLP/HTTP logs must be application/json or application/x-protobuf")
     limit = rt.settings.max_body_bytes
     body = otlp.decode_body(await read_bytes(request, limit), request.headers.get("content-encoding"), max_bytes=limit)
     protobuf = kind == "application/x-protobuf"
