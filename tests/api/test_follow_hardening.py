@@ -165,3 +165,30 @@ async def test_tail_replay_reads_pages_as_the_client_pulls(tmp_path: Path) -> No
             await frames.aclose()
     finally:
         await runtime.stop()
+
+
+async def test_resuming_below_the_floor_resets_then_gets_every_row_that_remains(rt: Runtime) -> None:
+    """Age retention deletes one backfilled row with a high seq: the floor jumps past rows that
+    still exist. A subscriber resuming below it gets `reset`, then all of those rows (the cursor
+    is not moved up to the floor, which would skip them)."""
+    early = await post_system(rt, 20)
+    await rt.writer.submit(InsertLogs([SystemLogIn(message="backfilled", timestamp="2000-01-01T00:00:00Z")]))
+    late = await post_system(rt, 5)
+    assert await rt.writer.submit(PruneLogs("system_logs", before="2001-01-01T00:00:00Z", keep_rows=None)) == 1
+    floor = (await rt.store.meta()).floor_seq
+    assert floor > early[-1]
+    frames = follower(rt, after=early[4]).frames()
+    try:
+        assert (await anext(frames))["type"] == "hello"
+        reset = await anext(frames)
+        assert isinstance(reset, dict) and reset["type"] == "reset" and reset["reason"] == "below_floor"
+        assert reset["after"] == early[4] and reset["floor_seq"] == floor
+        got: list[int] = []
+        async for frame in frames:
+            if isinstance(frame, dict) and frame.get("type") == "live":
+                break
+            if isinstance(frame, Event):
+                got.append(frame.seq)
+        assert got == early[5:] + late
+    finally:
+        await frames.aclose()

@@ -238,7 +238,9 @@ class Follower:
         if spec.after is None:
             return head, None
         if spec.after < floor:
-            return floor, "below_floor"
+            # rows after the cursor may be gone: say so, then deliver every row that remains (age
+            # retention deletes old rows wherever their seq is, so the floor may pass live rows)
+            return spec.after, "below_floor"
         if spec.after > head:
             return floor, "cursor_ahead_of_head"
         return spec.after, None
