@@ -78,17 +78,20 @@ def guarded_http(header_timeout_s: float, max_header_bytes: int = MAX_HEADER_BYT
                 self._header_bytes += len(data)
                 if self._header_bytes > max_header_bytes:
                     self._refuse(b"431 Request Header Fields Too Large", "request headers are too large")
-                elif self._header_timer is None:
-                    self._arm()  # the next request on a kept-alive connection
+
+        def on_message_begin(self) -> None:
+            # a new request starts (not merely "the last response is out": a client may still be
+            # sending the body of a request answered early, e.g. with 413, and those bytes are
+            # not headers); between requests uvicorn's keep-alive timer applies
+            super().on_message_begin()
+            self._awaiting_headers, self._header_bytes = True, 0
+            if self._header_timer is None:
+                self._arm()
 
         def on_headers_complete(self) -> None:
             self._awaiting_headers = False
             self._disarm()
             super().on_headers_complete()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self._awaiting_headers, self._header_bytes = True, 0  # idle now: uvicorn's keep-alive timer
 
         def handle_websocket_upgrade(self) -> None:
             self._disarm()
