@@ -15,7 +15,7 @@ import socket
 import sqlite3
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -52,76 +52,91 @@ _TICKET = re.compile(r"(ticket=)[^&\s]+")
 
 MAX_HEADER_BYTES = 64 * 1024
 
+if TYPE_CHECKING:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _GuardBase
+else:  # httptools may be missing at run time: the mixin is only ever used over HttpToolsProtocol
+    _GuardBase = object
+
+
+class HeaderGuard(_GuardBase):
+    """What uvicorn's httptools protocol lacks, as a mixin over it: a request's headers must arrive
+    within ``header_timeout_s`` and ``max_header_bytes``. A subclass sets both (``guarded_http``)."""
+
+    header_timeout_s: float
+    max_header_bytes: int
+    _awaiting_headers = True
+    _header_bytes = 0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._awaiting_headers and not self.transport.is_closing():
+            self._header_bytes += len(data)
+            if self._header_bytes > self.max_header_bytes:
+                self._refuse(b"431 Request Header Fields Too Large", "request headers are too large")
+
+    def on_message_begin(self) -> None:
+        # a new request starts (not merely "the last response is out": a client may still be
+        # sending the body of a request answered early, e.g. with 413, and those bytes are not
+        # headers); between requests uvicorn's keep-alive timer applies
+        super().on_message_begin()
+        self._awaiting_headers, self._header_bytes = True, 0
+        if self._header_timer is None:
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_headers = False
+        self._disarm()
+        super().on_headers_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._disarm()
+        super().handle_websocket_upgrade()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self._awaiting_headers and not self.transport.is_closing():
+            self._refuse(b"408 Request Timeout", f"request headers did not arrive within {self.header_timeout_s:g}s")
+
+    def _refuse(self, status: bytes, message: str) -> None:
+        self._disarm()
+        body = message.encode()
+        self.transport.write(
+            b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        self.transport.close()
+
 
 def guarded_http(header_timeout_s: float, max_header_bytes: int = MAX_HEADER_BYTES) -> type[asyncio.Protocol] | str:
-    """uvicorn's httptools protocol with what it lacks: a request's headers must arrive within
-    ``header_timeout_s`` and ``max_header_bytes`` (uvicorn keeps a half-sent request open for as
-    long as the client likes, and httptools has no header size cap). Without httptools (it ships
+    """uvicorn's httptools protocol with ``HeaderGuard`` (uvicorn keeps a half-sent request open for
+    as long as the client likes, and httptools has no header size cap). Without httptools (it ships
     with uvicorn[standard]), uvicorn's h11 protocol is used with its own size limit only."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     except ImportError:  # pragma: no cover - uvicorn[standard] brings httptools
         return "h11"
+    timeout, limit = header_timeout_s, max_header_bytes
 
-    class GuardedHttpTools(HttpToolsProtocol):
-        _awaiting_headers = True
-        _header_bytes = 0
-        _header_timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self._awaiting_headers and not self.transport.is_closing():
-                self._header_bytes += len(data)
-                if self._header_bytes > max_header_bytes:
-                    self._refuse(b"431 Request Header Fields Too Large", "request headers are too large")
-
-        def on_message_begin(self) -> None:
-            # a new request starts (not merely "the last response is out": a client may still be
-            # sending the body of a request answered early, e.g. with 413, and those bytes are
-            # not headers); between requests uvicorn's keep-alive timer applies
-            super().on_message_begin()
-            self._awaiting_headers, self._header_bytes = True, 0
-            if self._header_timer is None:
-                self._arm()
-
-        def on_headers_complete(self) -> None:
-            self._awaiting_headers = False
-            self._disarm()
-            super().on_headers_complete()
-
-        def handle_websocket_upgrade(self) -> None:
-            self._disarm()
-            super().handle_websocket_upgrade()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-        def _arm(self) -> None:
-            self._header_timer = self.loop.call_later(header_timeout_s, self._headers_too_slow)
-
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _headers_too_slow(self) -> None:
-            self._header_timer = None
-            if self._awaiting_headers and not self.transport.is_closing():
-                self._refuse(b"408 Request Timeout", f"request headers did not arrive within {header_timeout_s:g}s")
-
-        def _refuse(self, status: bytes, message: str) -> None:
-            self._disarm()
-            body = message.encode()
-            self.transport.write(
-                b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
-                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-            )
-            self.transport.close()
+    class GuardedHttpTools(HeaderGuard, HttpToolsProtocol):
+        header_timeout_s = timeout
+        max_header_bytes = limit
 
     return GuardedHttpTools
 

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "metrics",
             "config",
             "models",
+            "model_fields",
             "filters",
             "validation",
             "auth",
