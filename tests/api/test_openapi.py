@@ -59,3 +59,14 @@ async def test_asyncapi_describes_every_frame(client: httpx.AsyncClient) -> None
     } <= names
     for name in names:
         assert name in doc["components"]["schemas"]
+
+
+async def test_interactive_docs_are_served_locally(client: httpx.AsyncClient) -> None:
+    """/docs is Swagger UI's standard bundle from the package itself (no CDN), open like the document."""
+    page = await client.get("/docs")
+    assert page.status_code == 200 and 'src="/docs/swagger-ui-bundle.js"' in page.text
+    assert "http" not in page.text.split("<body>")[1].replace("/openapi.json", "")  # nothing fetched elsewhere
+    for name, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "css")):
+        r = await client.get(f"/docs/{name}")
+        assert r.status_code == 200 and kind in r.headers["content-type"] and len(r.content) > 10_000
+    assert (await client.get("/docs/LICENSE")).status_code == 404  # only the two files

@@ -127,6 +127,9 @@ def test_installed_wheel_serves_and_ingests_outside_the_checkout(tmp_path: Path)
             assert [(e["seq"], e["data"]["message"], e["data"]["level"]) for e in body["items"]] == [
                 (seq, "from the wheel", "INFO")
             ]
+            # package data: the dashboard, the interactive docs' bundle, the generated close codes
+            for path in ("/", "/app.js", "/docs/swagger-ui-bundle.js", "/closecodes.js"):
+                assert c.get(path).status_code == 200, path
         assert (tmp_path / "w.db").exists()
         assert not (elsewhere / "orchlog.db").exists()
     finally:
