@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+import orjson
+
 from .errors import BadParameter
 from .models import CATEGORIES, LEVEL_RANK, LEVELS, MAX_INT, canonical_ts, canonical_uuid, normalize_level
 
@@ -36,6 +38,7 @@ FILTER_PARAMS = (
     "task_slug",
     "session_id",
     "adw_id",
+    "tool_name",
     "since",
     "until",
     "q",
@@ -113,6 +116,22 @@ def _choice(name: str, values: tuple[str, ...], allowed: Sequence[str], fix: Cal
     return fixed
 
 
+def payload_tool_name(row: Mapping[str, Any]) -> str | None:
+    """``payload.tool_name`` when it is a string, else ``None``: what the stores' SQL compares
+    (SQLite ``json_type(...) = 'text'``, PostgreSQL ``jsonb_typeof(...) = 'string'``), so a number
+    or an object under that key never matches its text."""
+    payload = row.get("payload")
+    if isinstance(payload, orjson.Fragment):  # PostgreSQL rows keep JSON pre-serialised (opaque)
+        payload = orjson.dumps(payload)
+    if isinstance(payload, (str, bytes)):
+        try:
+            payload = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return None
+    value = payload.get("tool_name") if isinstance(payload, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
 @dataclass(frozen=True)
 class EventFilter:
     """Which events a reader wants. Empty tuples and ``None`` mean "no constraint"."""
@@ -126,6 +145,7 @@ class EventFilter:
     task_slug: str | None = None
     session_id: str | None = None
     adw_id: str | None = None
+    tool_name: str | None = None  # payload.tool_name, exact (a JSON string; agent logs only)
     since: str | None = None
     until: str | None = None
     q: str | None = None
@@ -166,6 +186,7 @@ class EventFilter:
             task_slug=_one(params, "task_slug"),
             session_id=_one(params, "session_id"),
             adw_id=_one(params, "adw_id"),
+            tool_name=_one(params, "tool_name"),
             since=parse_time("since", since) if since else None,
             until=parse_time("until", until) if until else None,
             q=q,
@@ -176,7 +197,14 @@ class EventFilter:
     @property
     def agent_only(self) -> bool:
         """Filters on agent-only fields exclude system logs (they have no such column)."""
-        return bool(self.agent_ids or self.event_categories or self.event_types or self.task_slug or self.session_id)
+        return bool(
+            self.agent_ids
+            or self.event_categories
+            or self.event_types
+            or self.task_slug
+            or self.session_id
+            or self.tool_name
+        )
 
     @cached_property
     def everything(self) -> bool:
@@ -224,6 +252,8 @@ class EventFilter:
                 return False
             if self.session_id is not None and row.get("session_id") != self.session_id:
                 return False
+            if self.tool_name is not None and payload_tool_name(row) != self.tool_name:
+                return False
         q = self.q_folded
         if q:
             fields = ("content", "summary", "event_type") if kind == "agent_log" else ("message", "summary")
@@ -245,7 +275,7 @@ class EventFilter:
             value = getattr(self, name)
             if value:
                 out[name] = list(value)
-        for name in ("min_level", "task_slug", "session_id", "adw_id", "since", "until", "q", "fts"):
+        for name in ("min_level", "task_slug", "session_id", "adw_id", "tool_name", "since", "until", "q", "fts"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value

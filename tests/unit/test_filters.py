@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, settings
@@ -35,6 +36,19 @@ ALPHABET = "aAéÉİ%_\\ "
 TEXT = st.text(alphabet=ALPHABET, max_size=5)
 TYPES = ("PreToolUse", "PostToolUse", "text", "thinking")
 TAGS = (None, "x", "X", "y")
+# payloads whose tool_name is a string in either case, a number, an object or null, or absent: only
+# the strings may match (a filter value "5" or '{"x":1}' must not match the number or the object)
+PAYLOADS = (
+    {},
+    {"tool_name": "Bash"},
+    {"tool_name": "bash"},
+    {"tool_name": "5"},
+    {"tool_name": 5},
+    {"tool_name": {"x": 1}},
+    {"tool_name": None},
+    {"tool": {"tool_name": "Bash"}},
+)
+TOOL_NAMES = ("Bash", "bash", "5", '{"x":1}', "null")
 TIMES = ("2024-01-01T00:00:00Z", "2024-01-01T00:00:00.5+01:00", "2024-06-01T12:00:00Z", "2024-06-01T12:00:00.000001Z")
 
 
@@ -91,6 +105,7 @@ def agent_item(draw: st.DrawFn, agents: list[str]) -> AgentLogIn:
             "task_slug": draw(st.sampled_from(TAGS)),
             "session_id": draw(st.sampled_from(TAGS)),
             "adw_id": draw(st.sampled_from(TAGS)),
+            "payload": draw(st.sampled_from(PAYLOADS)),
             "timestamp": draw(st.none() | st.sampled_from(TIMES)),
         }
     )
@@ -133,6 +148,7 @@ def filter_params(draw: st.DrawFn, agents: list[str], texts: list[str]) -> dict[
         "task_slug": st.sampled_from(["x", "X", "y"]).map(lambda v: [v]),
         "session_id": st.sampled_from(["x", "y"]).map(lambda v: [v]),
         "adw_id": st.sampled_from(["x", "X"]).map(lambda v: [v]),
+        "tool_name": st.sampled_from(TOOL_NAMES).map(lambda v: [v]),
         "since": st.sampled_from(TIMES).map(lambda v: [v]),
         "until": st.sampled_from(TIMES).map(lambda v: [v]),
         "q": (recased | st.text(alphabet=ALPHABET.strip(), min_size=1, max_size=2)).map(lambda v: [v]),
@@ -158,6 +174,26 @@ def test_matches_agrees_with_the_sql_filter(db: Db, data: st.DataObject) -> None
     expected = [e.seq for e in everything if flt.matches(e.kind, e.data)]
     got = [e.seq for e in db.read(flt, head)]
     assert got == expected, (flt, [(e.kind, dict(e.data)) for e in everything])
+
+
+def test_tool_name_agrees_with_the_sql_on_every_payload_shape(db: Db) -> None:
+    """Exhaustively (the random property rarely draws the one odd pair): each tool_name value
+    against each payload shape, plus a system log that no tool_name filter may select."""
+    items: list[AgentLogIn | SystemLogIn] = [
+        AgentLogIn.model_validate(
+            {"agent_id": db.agents[0], "event_category": "hook", "event_type": "PreToolUse", "payload": p}
+        )
+        for p in PAYLOADS
+    ]
+    items.append(SystemLogIn.model_validate({"message": "Bash"}))
+    head = db.insert(items)
+    everything = db.read(MATCH_ALL, head)
+    for value in TOOL_NAMES:
+        flt = EventFilter.from_params({"tool_name": [value]})
+        expected = [e.seq for e in everything if flt.matches(e.kind, e.data)]
+        assert [e.seq for e in db.read(flt, head)] == expected, value
+    bash = EventFilter.from_params({"tool_name": ["Bash"]})
+    assert len([e for e in everything if bash.matches(e.kind, e.data)]) == 1
 
 
 # ---------------------------------------------------------------- parsing (pure)
@@ -188,7 +224,12 @@ def test_bad_parameter_names_the_field(params: dict[str, list[str]], name: str) 
 
 
 def test_agent_only_filters_exclude_system_logs() -> None:
-    for params in ({"agent_id": [str(uuid.uuid4())]}, {"event_category": ["hook"]}, {"event_type": ["t"]}):
+    for params in (
+        {"agent_id": [str(uuid.uuid4())]},
+        {"event_category": ["hook"]},
+        {"event_type": ["t"]},
+        {"tool_name": ["Bash"]},
+    ):
         flt = EventFilter.from_params(params)
         assert flt.wants("agent_log") and not flt.wants("system_log"), params
     assert EventFilter.from_params({"adw_id": ["x"]}).wants("system_log"), "adw_id is on both tables"
@@ -238,3 +279,14 @@ def test_describe_lists_only_what_is_set() -> None:
     flt = EventFilter.from_params({"kind": ["agent_log"], "q": ["x"]})
     assert flt.describe() == {"kinds": ["agent_log"], "q": "x"}
     assert MATCH_ALL.describe() == {}
+
+
+def test_tool_name_matches_the_payload_string_exactly() -> None:
+    flt = EventFilter.from_params({"tool_name": ["Bash"]})
+    assert flt.tool_name == "Bash" and flt.describe() == {"tool_name": "Bash"}
+    assert flt.matches("agent_log", {"payload": {"tool_name": "Bash"}})
+    for payload in ({"tool_name": "bash"}, {}, {"tool_name": ["Bash"]}, None):
+        assert not flt.matches("agent_log", {"payload": payload}), payload
+    assert not EventFilter.from_params({"tool_name": ["5"]}).matches("agent_log", {"payload": {"tool_name": 5}})
+    # rows as the PostgreSQL driver hands them to the hub: JSON kept pre-serialised
+    assert flt.matches("agent_log", {"payload": orjson.Fragment(b'{"tool_name": "Bash"}')})

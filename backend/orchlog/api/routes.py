@@ -40,6 +40,7 @@ FILTERS = (
     Param("task_slug", "exact; excludes system logs"),
     Param("session_id", "exact; excludes system logs"),
     Param("adw_id", "exact"),
+    Param("tool_name", "payload.tool_name, exact (a string); excludes system logs"),
     Param("since", "ISO-8601 time or a duration ago (10m, 2h, 1d)"),
     Param("until", "same forms as since; exclusive"),
 )

@@ -62,6 +62,9 @@ def filter_sql(kind: str, flt: EventFilter, params: list[Any]) -> list[str]:
             terms.append(f"task_slug = {p(flt.task_slug)}")
         if flt.session_id is not None:
             terms.append(f"session_id = {p(flt.session_id)}")
+        if flt.tool_name is not None:  # ->> of a non-string is its JSON text: compare strings only
+            value = p(flt.tool_name)
+            terms.append(f"jsonb_typeof(payload->'tool_name') = 'string' AND payload->>'tool_name' = {value}")
     if flt.fts:
         terms.append(f"fts @@ websearch_to_tsquery('simple', {p(flt.fts)})")
     if flt.q:

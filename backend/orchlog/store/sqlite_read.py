@@ -89,6 +89,9 @@ def filter_sql(kind: str, flt: EventFilter) -> tuple[list[str], list[Any]]:
         if flt.session_id is not None:
             terms.append("session_id = ?")
             params.append(flt.session_id)
+        if flt.tool_name is not None:  # a JSON string only: a number or object never matches its text
+            terms.append("json_type(payload, '$.tool_name') = 'text' AND json_extract(payload, '$.tool_name') = ?")
+            params.append(flt.tool_name)
     if flt.fts:
         terms.append(f"seq IN (SELECT rowid FROM {TABLES[kind]}_fts WHERE {TABLES[kind]}_fts MATCH ?)")
         params.append(flt.fts)
