@@ -28,7 +28,7 @@ from ..models import (
     SystemLogIn,
 )
 from .responses import JSON
-from .schemas import CompatReply, EntityList, Error, Health, HistoryPage, IngestReply, Readiness, Ticket
+from .schemas import CompatReply, EntityList, Error, Health, HistoryPage, IngestReply, Readiness, Ticket, Volume
 from .table import Operation, Route, Table
 
 REF = "#/components/schemas/{model}"
@@ -107,6 +107,7 @@ def _schemas() -> dict[str, Any]:
         Ack,
         IngestReply,
         HistoryPage,
+        Volume,
         Error,
         EntityList,
         Ticket,

@@ -22,8 +22,9 @@ from ..models import (
     PromptCreate,
     SystemLogIn,
 )
-from . import compat, dashboard, entities, health, history, ingest, integrations, openapi, stream
-from .schemas import CompatReply, EntityList, Health, HistoryPage, IngestReply, Readiness, Ticket
+from ..volume import MAX_BUCKET_S
+from . import compat, dashboard, entities, health, history, ingest, integrations, openapi, stats, stream
+from .schemas import CompatReply, EntityList, Health, HistoryPage, IngestReply, Readiness, Ticket, Volume
 from .table import Body, Operation, Param, Reply, Route, Scope, Table
 
 Handler = Callable[..., Any]
@@ -251,6 +252,33 @@ ROUTES = Table(
                         Param("after", "seqs above this", "integer", minimum=0, maximum=2**63 - 1),
                         Param("before", "the page just below this seq", "integer", minimum=0, maximum=2**63 - 1),
                         Param("limit", "page size (default 100)", "integer", minimum=1, maximum=1000),
+                        Param("q", "full-text query (FTS5: phrases, prefix*, AND/OR/NOT)"),
+                        Param("contains", "case-insensitive substring"),
+                        *FILTERS,
+                    ),
+                    errors=(400, 401, 403),
+                ),
+            ),
+        ),
+        Route(
+            "/api/v1/stats/volume",
+            (
+                Operation(
+                    "GET",
+                    stats.get_volume,
+                    "read",
+                    "getVolume",
+                    "events per level over time (the histogram), counted over everything stored",
+                    Reply(200, "buckets aligned to the epoch, empty ones included", Volume),
+                    params=(
+                        Param(
+                            "bucket",
+                            "bucket size in seconds (default: a round size giving at most 120 buckets; "
+                            "at most 500 buckets are allowed)",
+                            "integer",
+                            minimum=1,
+                            maximum=MAX_BUCKET_S,
+                        ),
                         Param("q", "full-text query (FTS5: phrases, prefix*, AND/OR/NOT)"),
                         Param("contains", "case-insensitive substring"),
                         *FILTERS,

@@ -35,6 +35,20 @@ class HistoryPage(BaseModel):
     floor_seq: int
 
 
+class VolumeBucket(BaseModel):
+    start: str  # ISO-8601 UTC; the bucket covers [start, start + bucket_s)
+    counts: dict[str, int]  # level -> events; levels without events are left out
+
+
+class Volume(BaseModel):
+    """Events per level over time; every bucket of the range is listed, empty ones too."""
+
+    buckets: list[VolumeBucket]
+    bucket_s: int
+    since: str
+    until: str
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str

@@ -68,6 +68,13 @@ class StoredEvent(NamedTuple):
     data: Mapping[str, Any]
 
 
+def min_max(rows: Sequence[Sequence[Any]]) -> tuple[str | None, str | None]:
+    """One (min, max) from per-table (min, max) rows, either of which may be NULL."""
+    lows = [str(r[0]) for r in rows if r[0] is not None]
+    highs = [str(r[1]) for r in rows if r[1] is not None]
+    return (min(lows) if lows else None, max(highs) if highs else None)
+
+
 class StreamMeta(NamedTuple):
     epoch: str
     head_seq: int
@@ -214,6 +221,15 @@ class Store(Protocol):
     ) -> tuple[list[StoredEvent], bool]:
         """Matching events ascending by seq, and whether more exist in the paging direction
         (after → newer ones; ``before`` without ``after`` → older ones)."""
+        ...
+
+    async def time_span(self, flt: EventFilter) -> tuple[str | None, str | None]:
+        """The earliest and the latest timestamp of the matching events (``None`` if none match)."""
+        ...
+
+    async def volume(self, flt: EventFilter, bucket_s: int) -> dict[int, dict[str, int]]:
+        """Matching events counted per level in each ``bucket_s``-second bucket, keyed by the
+        bucket's index ``floor(epoch seconds / bucket_s)`` (orchlog.volume); computed in SQL."""
         ...
 
     # entities

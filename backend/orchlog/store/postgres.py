@@ -22,10 +22,10 @@ from ..auth import TokenRecord
 from ..config import Settings
 from ..errors import BadParameter, Overloaded, SchemaError
 from ..filters import KINDS, EventFilter
-from ..models import LEVEL_RANK, LEVELS
+from ..models import LEVEL_RANK, LEVELS, format_ts
 from . import migrate as migrations
 from . import tokens as token_sql
-from .base import BatchResult, StoredEvent, StreamMeta, WriteOp
+from .base import BatchResult, StoredEvent, StreamMeta, WriteOp, min_max
 from .postgres_write import CHANNEL, MigrationConn, Txn, shape, to_ts
 from .rules import COLUMNS, ENTITY_TABLES, TABLES, Rerun, apply_batch, read_both
 
@@ -111,6 +111,7 @@ class _Pages:
         return [StoredEvent(kind, int(r["seq"]), shape(r)) for r in rows]
 
 
+_LAST_INSTANT = "'9999-12-31 23:59:59.999999+00'::timestamptz"
 _EVERYTHING: dict[str, tuple[list[str], list[Any]]] = {kind: ([], []) for kind in KINDS}
 
 
@@ -233,12 +234,45 @@ class PostgresStore:
     async def read_events(
         self, flt: EventFilter, *, after: int | None = None, before: int | None = None, limit: int = 100
     ) -> tuple[list[StoredEvent], bool]:
+        return await self._read(self._where(flt), after, before, limit)
+
+    def _where(self, flt: EventFilter) -> dict[str, tuple[list[str], list[Any]]]:
         where: dict[str, tuple[list[str], list[Any]]] = {}
         for kind in KINDS:
             if flt.wants(kind):
                 params: list[Any] = []
                 where[kind] = (filter_sql(kind, flt, params), params)
-        return await self._read(where, after, before, limit)
+        return where
+
+    async def _fetch_filtered(self, sql: str, params: list[Any]) -> list[asyncpg.Record]:
+        try:
+            return await self._fetch(sql, *params)
+        except asyncpg.PostgresSyntaxError as exc:
+            raise BadParameter("q", f"not a valid full-text query ({exc})") from None
+
+    async def time_span(self, flt: EventFilter) -> tuple[str | None, str | None]:
+        rows = []
+        for kind, (terms, params) in self._where(flt).items():
+            sql = f"SELECT min(timestamp), max(timestamp) FROM {TABLES[kind]} WHERE {' AND '.join(terms) or 'true'}"
+            for low, high in await self._fetch_filtered(sql, params):
+                rows.append((low and format_ts(low), high and format_ts(high)))
+        return min_max(rows)
+
+    async def volume(self, flt: EventFilter, bucket_s: int) -> dict[int, dict[str, int]]:
+        """As the SQLite twin: floored whole epoch seconds, then a floored integer division."""
+        b = int(bucket_s)
+        out: dict[int, dict[str, int]] = {}
+        for kind, (terms, params) in self._where(flt).items():
+            inner = (  # asyncpg stores 9999-12-31T23:59:59.999999Z (datetime.max) as 'infinity': clamp it back
+                f"SELECT floor(extract(epoch FROM least(timestamp, {_LAST_INSTANT})))::bigint AS e, level "
+                f"FROM {TABLES[kind]} "
+                f"WHERE {' AND '.join(terms) or 'true'}"
+            )
+            sql = f"SELECT (e - (((e % {b}) + {b}) % {b})) / {b}, level, count(*) FROM ({inner}) AS t GROUP BY 1, 2"
+            for bucket, level, n in await self._fetch_filtered(sql, params):
+                levels = out.setdefault(int(bucket), {})
+                levels[level] = levels.get(level, 0) + int(n)
+        return out
 
     # -- entities, tokens, maintenance
     async def get_entity(self, table: str, ident: str) -> dict[str, Any] | None:

@@ -25,10 +25,10 @@ from ..config import Settings
 from ..errors import BadParameter
 from ..filters import KINDS, EventFilter
 from . import tokens as token_sql
-from .base import BatchResult, StoredEvent, StreamMeta, WriteOp
+from .base import BatchResult, StoredEvent, StreamMeta, WriteOp, min_max
 from .rules import AGENT_COLS, COLUMNS, ENTITY_TABLES, SYSTEM_COLS
 from .sqlite_conn import connect, migrate, migrate_path
-from .sqlite_read import EVERYTHING, Reader, fetch_rows, filter_sql, page_sql, read_pages
+from .sqlite_read import EVERYTHING, Reader, fetch_rows, filter_sql, page_sql, read_pages, span_sql, volume_sql
 from .sqlite_write import Writer, insert_sql
 from .tokens import load_tokens
 
@@ -157,8 +157,34 @@ class SqliteStore:
         limit: int = 100,
     ) -> tuple[list[StoredEvent], bool]:
         where = {kind: filter_sql(kind, flt) for kind in KINDS if flt.wants(kind)}
+        return await self._read_filtered(flt, lambda conn: read_pages(conn, where, after, before, limit))
+
+    async def time_span(self, flt: EventFilter) -> tuple[str | None, str | None]:
+        where = {kind: filter_sql(kind, flt) for kind in KINDS if flt.wants(kind)}
+
+        def span(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
+            rows = [conn.execute(*span_sql(kind, w)).fetchone() for kind, w in where.items()]
+            return min_max(rows)
+
+        return await self._read_filtered(flt, span)
+
+    async def volume(self, flt: EventFilter, bucket_s: int) -> dict[int, dict[str, int]]:
+        where = {kind: filter_sql(kind, flt) for kind in KINDS if flt.wants(kind)}
+
+        def count(conn: sqlite3.Connection) -> dict[int, dict[str, int]]:
+            out: dict[int, dict[str, int]] = {}
+            for kind, w in where.items():
+                for bucket, level, n in conn.execute(*volume_sql(kind, w, bucket_s)):
+                    levels = out.setdefault(int(bucket), {})
+                    levels[level] = levels.get(level, 0) + int(n)
+            return out
+
+        return await self._read_filtered(flt, count)
+
+    async def _read_filtered(self, flt: EventFilter, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A read whose full-text term may be malformed: that is the client's 400, not a 500."""
         try:
-            return await self._read(lambda conn: read_pages(conn, where, after, before, limit))
+            return await self._read(fn)
         except sqlite3.OperationalError as exc:
             if flt.fts and not any(word in str(exc) for word in ("locked", "busy", "disk")):
                 raise BadParameter(

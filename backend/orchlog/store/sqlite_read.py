@@ -116,6 +116,25 @@ def _substring(kind: str, q: str, params: list[Any]) -> str:
     return "(" + " OR ".join(parts) + ")"
 
 
+# whole seconds since the epoch, floored, from the canonical text (its first 19 characters are the
+# UTC second itself, so no fraction or float enters); then a floored integer division by the bucket
+_EPOCH_S = "CAST(strftime('%s', substr(timestamp, 1, 19)) AS INTEGER)"
+
+
+def volume_sql(kind: str, where: tuple[list[str], list[Any]], bucket_s: int) -> tuple[str, list[Any]]:
+    """Counts per (bucket, level) of one table's matching rows (see orchlog.volume)."""
+    terms, params = where
+    b = int(bucket_s)
+    inner = f"SELECT {_EPOCH_S} AS e, level FROM {TABLES[kind]} WHERE {' AND '.join(terms) or '1'}"
+    sql = f"SELECT (e - (((e % {b}) + {b}) % {b})) / {b} AS bucket, level, count(*) FROM ({inner}) GROUP BY 1, 2"
+    return sql, list(params)
+
+
+def span_sql(kind: str, where: tuple[list[str], list[Any]]) -> tuple[str, list[Any]]:
+    terms, params = where
+    return f"SELECT min(timestamp), max(timestamp) FROM {TABLES[kind]} WHERE {' AND '.join(terms) or '1'}", list(params)
+
+
 def fetch_rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     cur = conn.execute(sql, params)
     cur.row_factory = _row_factory
