@@ -66,7 +66,7 @@ function readFilters(p) {
     q: p.get("q") || "",
     since: p.get("since") || "",
     until: p.get("until") || "",
-    tool: p.get("tool") || "",
+    tool: p.get("tool_name") || p.get("tool") || "", // ?tool= was the name before the server filtered
     after: p.get("after"),
   };
   for (const name of TEXT_FILTERS) f[name] = p.get(name) || "";
@@ -84,6 +84,7 @@ function filterParams(f = state.filters) {
   for (const name of TEXT_FILTERS) if (f[name]) p.set(name, f[name]);
   if (f.since) p.set("since", f.since);
   if (f.until) p.set("until", f.until);
+  if (f.tool) p.set("tool_name", f.tool);
   if (f.q) p.set("q", f.q);
   return p;
 }
@@ -94,7 +95,6 @@ function serverFiltered() {
 
 function writeURL() {
   const p = filterParams();
-  if (state.filters.tool) p.set("tool", state.filters.tool);
   if (state.around != null) p.set("around", String(state.around));
   if (params0.get("max_events")) p.set("max_events", params0.get("max_events"));
   const url = location.pathname + (p.toString() ? "?" + p : "");
@@ -264,6 +264,9 @@ async function restart() {
   state.follow = state.around == null;
   state.olderDone = false;
   state.letGo = 0;
+  clearTimeout(histogramTimer); // the counts of the new filters, at once
+  histogramTimer = null;
+  histogramDirty = true;
   hideNotice();
   list.setRows(state.rows);
   schedulePaint();
@@ -502,7 +505,6 @@ function takeLive(frames) {
 function takeEvents(evs, where) {
   for (const ev of evs) {
     const d = ev.data;
-    ev.t = Date.parse(d.timestamp); // parsed once, for the histogram
     if (d.agent_id && d.timestamp && !(state.lastEventAt.get(d.agent_id) >= d.timestamp)) {
       state.lastEventAt.set(d.agent_id, d.timestamp);
       agentsDirty = true;
@@ -520,12 +522,9 @@ function takeEvents(evs, where) {
     rebuildRows();
   }
   state.valuesDirty = true;
+  volume.stale = true;
   histogramDirty = true;
   schedulePaint();
-}
-
-function toolName(ev) {
-  return (ev.data.payload && ev.data.payload.tool_name) || "";
 }
 
 function pairKey(ev) {
@@ -534,15 +533,10 @@ function pairKey(ev) {
   return `${d.agent_id}|${d.session_id ?? ""}|${p.tool_use_id ?? ""}|${p.tool_use_id ? "" : (p.tool_name ?? "")}`;
 }
 
-function visibleEvent(ev) {
-  return !state.filters.tool || toolName(ev) === state.filters.tool;
-}
-
 // Append rows for `evs`; a PostToolUse whose PreToolUse is held joins that row. Returns rows added.
 function appendRows(evs) {
   let added = 0;
   for (const ev of evs) {
-    if (!visibleEvent(ev)) continue;
     if (state.pair && ev.type === "agent_log") {
       const t = ev.data.event_type;
       if (t === PRE) {
@@ -861,82 +855,91 @@ function renderValues() {
   }
 }
 
-// ------------------------------------------------------------------ histogram (held events)
+// ------------------------------------------------------------------ histogram (server counts)
+// GET /api/v1/stats/volume counts every stored event the filters select (not only the ones this
+// page holds), per level, in epoch-aligned buckets. Fetched again when the filters or the range
+// change, and while live at most every VOLUME_EVERY_MS after new events; drawn again on resize.
 
-let histogramDirty = true;
+let histogramDirty = true; // new events or a new size: draw (and, when due, fetch) again
 let histogramTimer = null;
-const BUCKETS = 60;
+const VOLUME_EVERY_MS = 3000;
+const volume = { data: null, generation: -1, fetchedAt: 0, inFlight: false, stale: true };
 
 function scheduleHistogram() {
   if (histogramTimer) return;
+  const wait = volume.generation !== state.generation ? 0 : Math.max(300, volume.fetchedAt + VOLUME_EVERY_MS - Date.now());
   histogramTimer = setTimeout(() => {
     histogramTimer = null;
     histogramDirty = false;
-    renderHistogram();
-  }, 300);
+    refreshHistogram();
+  }, wait);
 }
 
-function histogramDomain() {
-  const { since, until } = state.filters;
-  const abs = (v) => (v && v.includes("T") ? Date.parse(v) : null);
-  const rel = (v) => {
-    const m = /^(\d+(?:\.\d+)?)\s*([smhdw])$/.exec(v || "");
-    return m ? Date.now() - Number(m[1]) * { s: 1e3, m: 6e4, h: 36e5, d: 864e5, w: 6048e5 }[m[2]] : null;
-  };
-  let lo = abs(since) ?? rel(since);
-  let hi = abs(until) ?? rel(until);
-  if (state.events.length) {
-    const first = state.events[0].t;
-    const last = state.events[state.events.length - 1].t;
-    lo = lo ?? first;
-    hi = hi ?? Math.max(last, Date.now() - 1000 < last ? Date.now() : last);
+async function refreshHistogram() {
+  const generation = state.generation;
+  const current = volume.generation === generation;
+  if (volume.inFlight || (current && !(volume.stale && Date.now() - volume.fetchedAt >= VOLUME_EVERY_MS))) {
+    renderHistogram(); // a new size, or counts not due yet
+    if (volume.inFlight || volume.stale) histogramDirty = true; // fetched when due
+    return;
   }
-  if (lo == null || hi == null || !(hi > lo)) return null;
-  return [lo, hi];
+  volume.inFlight = true;
+  volume.stale = false;
+  volume.fetchedAt = Date.now();
+  let body = null;
+  try {
+    body = await api(`/api/v1/stats/volume?${history_q(filterParams())}`);
+  } catch {
+    // no bars rather than wrong ones; tried again on the next new events or filter change
+  } finally {
+    volume.inFlight = false;
+  }
+  if (generation === state.generation) {
+    if (body || !current) volume.data = body;
+    volume.generation = generation;
+  } else {
+    histogramDirty = true; // the filters changed while this was in flight: fetch theirs
+  }
+  renderHistogram();
+  schedulePaint();
 }
 
 function renderHistogram() {
   const svg = $("histogram");
   const w = svg.clientWidth || 600;
   const h = svg.clientHeight || 48;
-  const domain = histogramDomain();
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
-  if (!domain) {
+  const data = volume.generation === state.generation ? volume.data : null;
+  if (!data || !data.buckets.length) {
     svg.innerHTML = "";
     state.histogram = null;
     return;
   }
-  const [lo, hi] = domain;
-  const span = hi - lo || 1;
-  const counts = LEVELS.map(() => new Uint32Array(BUCKETS));
-  const rank = Object.fromEntries(LEVELS.map((l, i) => [l, i]));
-  for (const ev of state.events) {
-    const t = ev.t;
-    const b = Math.min(BUCKETS - 1, Math.floor(((t - lo) / span) * BUCKETS));
-    if (b >= 0) counts[rank[ev.data.level] ?? 1][b]++;
-  }
+  const n = data.buckets.length;
+  const lo = Date.parse(data.buckets[0].start);
+  const hi = lo + n * data.bucket_s * 1000;
   let max = 1;
-  for (let b = 0; b < BUCKETS; b++) {
-    let s = 0;
-    for (const c of counts) s += c[b];
-    max = Math.max(max, s);
+  for (const b of data.buckets) {
+    let sum = 0;
+    for (const c of Object.values(b.counts)) sum += c;
+    max = Math.max(max, sum);
   }
-  const bw = w / BUCKETS;
+  const bw = w / n;
   let out = "";
-  for (let b = 0; b < BUCKETS; b++) {
+  data.buckets.forEach((b, i) => {
     let y = h;
-    for (let l = 0; l < LEVELS.length; l++) {
-      const c = counts[l][b];
+    for (const level of LEVELS) {
+      const c = b.counts[level];
       if (!c) continue;
       const bh = (c / max) * (h - 2);
       y -= bh;
-      out += `<rect class="h-${LEVELS[l]}" x="${(b * bw + 0.5).toFixed(1)}" y="${y.toFixed(1)}" width="${Math.max(1, bw - 1).toFixed(1)}" height="${bh.toFixed(1)}"><title>${c} ${LEVELS[l]}</title></rect>`;
+      out += `<rect class="h-${level}" data-bucket="${i}" x="${(i * bw + 0.5).toFixed(1)}" y="${y.toFixed(1)}" width="${Math.max(1, bw - 1).toFixed(1)}" height="${bh.toFixed(1)}"><title>${num.format(c)} ${level} · ${esc(fmtTs(b.start))}</title></rect>`;
     }
-  }
+  });
   svg.innerHTML = out + `<rect id="h-sel" class="h-sel" x="0" y="0" width="0" height="${h}" visibility="hidden"></rect>`;
-  state.histogram = { lo, hi, w };
-  $("h-lo").textContent = fmtTs(new Date(lo).toISOString());
-  $("h-hi").textContent = fmtTs(new Date(hi).toISOString());
+  state.histogram = { lo, hi, w, bucket_s: data.bucket_s };
+  $("h-lo").textContent = fmtTs(data.since);
+  $("h-hi").textContent = fmtTs(data.until);
 }
 
 function wireHistogram() {
@@ -1102,13 +1105,7 @@ function wire() {
   for (const name of TEXT_FILTERS) {
     $(name).oninput = (e) => debounce(() => setFilters({ [name]: e.target.value.trim() }));
   }
-  $("tool").oninput = (e) =>
-    debounce(() => {
-      state.filters.tool = e.target.value.trim();
-      writeURL();
-      rebuildRows();
-      schedulePaint();
-    });
+  $("tool").oninput = (e) => debounce(() => setFilters({ tool: e.target.value.trim() }));
   $("filters").onsubmit = (e) => e.preventDefault();
   $("clear").onclick = () =>
     setFilters({ levels: [], agents: [], kind: "", category: "", etype: "", q: "", since: "", until: "", tool: "", session_id: "", task_slug: "", adw_id: "" });
@@ -1202,5 +1199,6 @@ window.orchlog = {
   state,
   events: () => state.events.map((e) => e.seq),
   rows: () => state.rows.map((r) => (r.post ? [r.ev.seq, r.post.seq] : [r.ev.seq])),
+  volume: () => (volume.generation === state.generation ? volume.data : null), // what the histogram draws
   stripAnsi,
 };

@@ -155,7 +155,7 @@ async def test_a_tool_call_is_one_row_with_its_duration_and_outcome(
         within=5,
     )
 
-    # a tool name filter (payload.tool_name, over the events held)
+    # a tool name filter: the server's tool_name (payload.tool_name), in history and live
     await page.click("#more-filters") if await page.is_visible("#more-filters") else None
     await page.fill("#tool", "Edit")
     await wait_js(
@@ -163,7 +163,7 @@ async def test_a_tool_call_is_one_row_with_its_duration_and_outcome(
         f"() => JSON.stringify(window.orchlog.rows()) === JSON.stringify([[{seqs[3]}, {seqs[4]}]])",
         "only the Edit call",
     )
-    assert url_filters(page) == {"tool": ["Edit"]}
+    assert url_filters(page) == {"tool_name": ["Edit"]}
     dashboard.assert_clean()
 
 
@@ -203,6 +203,43 @@ async def test_histogram_presets_and_drag_select_set_since_until(
     assert 20 < len(want) < 70  # a quarter of three hours, give or take a bucket
     await wait_shown(page, want)
     assert "→" in (await page.text_content("#range-label") or "")
+    dashboard.assert_clean()
+
+
+JS_VOLUME_TOTAL = """() => {
+  const v = window.orchlog && window.orchlog.volume();
+  return v ? v.buckets.reduce((n, b) => n + Object.values(b.counts).reduce((a, c) => a + c, 0), 0) : null;
+}"""
+
+
+async def test_histogram_counts_every_stored_event_not_only_the_held_ones(
+    dashboard: Dashboard, server: Server, client: httpx.AsyncClient
+):
+    """The bars are the server's counts (/api/v1/stats/volume): 1,000 stored events are all counted
+    while the page holds its 200-row tail; live events raise the total within a few seconds; a
+    filter change counts what the new filter selects; the bars drawn add up to the same total."""
+    _, agents = await make_agents(client, 2)
+    base = datetime.now(UTC) - timedelta(hours=2)
+    items = mixed_events(agents, 1000)
+    for i, item in enumerate(items):
+        item["timestamp"] = ts(base, i * 6)
+    await post_events(client, items)
+    page = await dashboard.open(server.url + "/")
+    await wait_shown(page, (await history_seqs(client))[-200:])
+    await wait_js(page, f"() => ({JS_VOLUME_TOTAL})() === 1000", "all 1000 stored events counted")
+    drawn = await page.evaluate(
+        """() => [...document.querySelectorAll('#histogram rect[data-bucket]')]
+             .reduce((n, r) => n + Number(r.querySelector('title').textContent.split(' ')[0].replace(/\\D/g, '')), 0)"""
+    )
+    assert drawn == 1000
+    assert len(await page.evaluate("() => window.orchlog.events()")) == 200
+
+    await post_events(client, mixed_events(agents, 50, start=1000))
+    await wait_js(page, f"() => ({JS_VOLUME_TOTAL})() === 1050", "live events counted", within=8)
+
+    await page.click('#levels .chip[data-level="ERROR"]')
+    errors = len(await history_seqs(client, {"level": "ERROR"}))
+    await wait_js(page, f"() => ({JS_VOLUME_TOTAL})() === {errors}", "the new filter's count", within=5)
     dashboard.assert_clean()
 
 
