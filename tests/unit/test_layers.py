@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "models",
             "model_fields",
             "filters",
+            "volume",
             "validation",
             "auth",
             "slots",
