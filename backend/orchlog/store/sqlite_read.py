@@ -131,8 +131,15 @@ def volume_sql(kind: str, where: tuple[list[str], list[Any]], bucket_s: int) -> 
 
 
 def span_sql(kind: str, where: tuple[list[str], list[Any]]) -> tuple[str, list[Any]]:
+    """First and last matching timestamp. Two scalar subqueries, not one SELECT min(), max():
+    SQLite answers a lone min() or max() from the timestamp index in O(log n), never the pair."""
     terms, params = where
-    return f"SELECT min(timestamp), max(timestamp) FROM {TABLES[kind]} WHERE {' AND '.join(terms) or '1'}", list(params)
+    cond = " AND ".join(terms) or "1"
+    sql = (
+        f"SELECT (SELECT min(timestamp) FROM {TABLES[kind]} WHERE {cond}), "
+        f"(SELECT max(timestamp) FROM {TABLES[kind]} WHERE {cond})"
+    )
+    return sql, [*params, *params]
 
 
 def fetch_rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
