@@ -863,7 +863,8 @@ function renderValues() {
 let histogramDirty = true; // new events or a new size: draw (and, when due, fetch) again
 let histogramTimer = null;
 const VOLUME_EVERY_MS = 3000;
-const volume = { data: null, generation: -1, fetchedAt: 0, inFlight: false, stale: true };
+const VOLUME_FULL_MS = 30_000; // between these, a live refresh recounts only the newest bucket
+const volume = { data: null, generation: -1, fetchedAt: 0, fullAt: 0, inFlight: false, stale: true };
 
 function scheduleHistogram() {
   if (histogramTimer) return;
@@ -886,9 +887,29 @@ async function refreshHistogram() {
   volume.inFlight = true;
   volume.stale = false;
   volume.fetchedAt = Date.now();
+  // While live, recount from the newest bucket on only (buckets are epoch-aligned, so the reply's
+  // buckets replace ours exactly): a recount of everything costs the server a scan of every
+  // matching row. Every VOLUME_FULL_MS, and on any filter change, everything is recounted (a
+  // relative range's left edge moves on; an event stamped in the past lands in an older bucket).
+  const p = history_q(filterParams());
+  const old = current ? volume.data : null;
+  let tailFrom = null;
+  if (old && old.buckets.length && !state.filters.until && Date.now() - volume.fullAt < VOLUME_FULL_MS) {
+    const last = old.buckets[old.buckets.length - 1].start;
+    tailFrom = last > old.since ? last : old.since; // never before the range's own start
+    p.set("since", tailFrom);
+    p.set("bucket", String(old.bucket_s));
+  }
   let body = null;
   try {
-    body = await api(`/api/v1/stats/volume?${history_q(filterParams())}`);
+    body = await api(`/api/v1/stats/volume?${p}`);
+    if (tailFrom) {
+      const first = body.buckets.length ? body.buckets[0].start : null;
+      const kept = first ? old.buckets.filter((b) => b.start < first) : old.buckets;
+      body = { ...body, buckets: [...kept, ...body.buckets], since: old.since, bucket_s: old.bucket_s };
+    } else {
+      volume.fullAt = volume.fetchedAt;
+    }
   } catch {
     // no bars rather than wrong ones; tried again on the next new events or filter change
   } finally {

@@ -236,6 +236,12 @@ async def test_histogram_counts_every_stored_event_not_only_the_held_ones(
 
     await post_events(client, mixed_events(agents, 50, start=1000))
     await wait_js(page, f"() => ({JS_VOLUME_TOTAL})() === 1050", "live events counted", within=8)
+    # live refreshes recount only the newest bucket: what the page merged equals a full recount
+    shown = await page.evaluate("() => window.orchlog.volume()")
+    r = await client.get("/api/v1/stats/volume", params={"since": shown["since"], "bucket": shown["bucket_s"]})
+    full = {b["start"]: b["counts"] for b in r.json()["buckets"]}
+    merged = {b["start"]: b["counts"] for b in shown["buckets"]}
+    assert merged == {start: full[start] for start in merged}
 
     await page.click('#levels .chip[data-level="ERROR"]')
     errors = len(await history_seqs(client, {"level": "ERROR"}))
