@@ -19,9 +19,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/orchlog serve --db $(DB) --host $(HOST) --port $(PORT)
 
-## test: every layer: unit + api (in-process app) + e2e (real servers; PostgreSQL half when ORCHLOG_TEST_PG_URL is set)
+## test: every layer: unit + api (in-process app) + e2e (real servers; PostgreSQL half when ORCHLOG_TEST_PG_URL is set).
+## Two passes: everything but the `serial` tests on $(TEST_WORKERS) pytest-xdist workers (whole files per worker, so a
+## module's shared server stays one server; e2e mostly waits on subprocesses, so 3 workers overlap well on 2 cores),
+## then the `serial` ones (CPU-heavy or timing-bound) alone. Both passes always run; it fails if either failed.
+TEST_WORKERS ?= 3
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	status=0; \
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m 'not long and not serial' tests || status=$$?; \
+	$(BIN)/python -m pytest -q -p no:xdist -m 'serial and not long' tests || status=$$?; \
+	exit $$status
 
 ## test-fast: the edit loop: unit + api only (no subprocesses, under a minute)
 test-fast: $(STAMP)

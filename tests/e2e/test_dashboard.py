@@ -497,6 +497,7 @@ async def test_6_fits_a_390px_phone(dashboard: Dashboard, server: Server, client
     dashboard.assert_clean()
 
 
+@pytest.mark.serial  # CPU-heavy / timing-bound: runs alone, after the parallel pass
 async def test_7_a_50k_burst_is_on_screen_within_5s_of_the_last_ack(
     dashboard: Dashboard, server: Server, client: httpx.AsyncClient
 ):

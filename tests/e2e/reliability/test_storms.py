@@ -104,6 +104,7 @@ async def reconnect_storm(tmp_path: Path, subscribers: int, events: int) -> None
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+@pytest.mark.serial  # CPU-heavy / timing-bound: runs alone, after the parallel pass
 async def test_reconnect_storm_100_subscribers(tmp_path: Path) -> None:
     """100 subscribers drop and resume at random during ingest; each final list equals history."""
     await reconnect_storm(tmp_path, 100, 3000)

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -159,6 +160,7 @@ async def poster(client: httpx.AsyncClient, agents: list[str], rng: random.Rando
     return acked
 
 
+@pytest.mark.serial  # CPU-heavy / timing-bound: runs alone, after the parallel pass
 async def test_exactly_once_resume_under_load(server: Server, client: httpx.AsyncClient) -> None:
     """20 subscribers that keep dropping and resuming each receive exactly their filter's history."""
     rng = random.Random(SEED)
