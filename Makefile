@@ -26,7 +26,7 @@ run: $(STAMP)
 TEST_WORKERS ?= 3
 test: $(STAMP)
 	status=0; \
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m 'not long and not serial' tests || status=$$?; \
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m 'not long and not serial' tests || status=$$?; \
 	$(BIN)/python -m pytest -q -p no:xdist -m 'serial and not long' tests || status=$$?; \
 	exit $$status
 

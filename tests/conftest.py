@@ -77,3 +77,24 @@ def pg_db() -> Iterator[str]:
     """A throwaway database on the test PostgreSQL server (mark the test ``helpers.pg.needs_pg``)."""
     with throwaway_database() as url:
         yield url
+
+
+def _file_rank(items: list[pytest.Item]) -> int:
+    """0: a file that drives Chromium (the slowest per test); 1: other e2e; 2: api; 3: unit and the rest."""
+    if any("dashboard" in getattr(item, "fixturenames", ()) for item in items):
+        return 0
+    parts = items[0].path.parts
+    return 1 if "e2e" in parts else 2 if "api" in parts else 3
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test``), hand out the slowest files first so that no long file starts
+    last and runs alone while the other workers idle; the many short unit and api files fill in at the end.
+    Files stay whole and keep their own order (``--dist loadfile --no-loadscope-reorder``)."""
+    if not hasattr(config, "workerinput"):
+        return
+    by_file: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        by_file.setdefault(item.path, []).append(item)
+    files = sorted(by_file.values(), key=_file_rank)  # stable: same-rank files keep collection order
+    items[:] = [item for group in files for item in group]
