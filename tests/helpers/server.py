@@ -20,9 +20,17 @@ REPO = Path(__file__).resolve().parents[2]  # the checkout's root (tests/helpers
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port that is free now. Under pytest-xdist each worker only takes ports ``p % workers == its index``,
+    so two workers never pick the same port for their servers between the probe and the server's bind."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker) % count if worker.isdigit() else 0
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port % count == index:
+            return port
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -38,6 +46,7 @@ class Server:
     def __init__(self, db: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None) -> None:
         self.db = db
         self.port = port or free_port()
+        self.own_port = port is None  # chosen here, so start() may choose another if it was taken meanwhile
         self.args = args
         self.env = clean_env(**(env or {}))
         self.env["PYTHONUNBUFFERED"] = "1"
@@ -57,6 +66,20 @@ class Server:
         return response.status_code == 200
 
     def start(self, timeout: float = 20.0) -> Server:
+        for _ in range(3):
+            logged = self.log.stat().st_size if self.log.exists() else 0
+            try:
+                return self._start(timeout)
+            except AssertionError:
+                # the free port was taken between free_port() and the bind (an outgoing connection's
+                # ephemeral port, say): only then, and only for a port chosen here, try another one
+                if not (self.own_port and "address already in use" in self.log_text()[logged:]):
+                    raise
+                self.port = free_port()
+                self.log = self.db.parent / f"server-{self.port}.log"
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> Server:
         cmd = [sys.executable, "-m", "orchlog", "serve", "--db", str(self.db), "--port", str(self.port), *self.args]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
