@@ -98,3 +98,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         by_file.setdefault(item.path, []).append(item)
     files = sorted(by_file.values(), key=_file_rank)  # stable: same-rank files keep collection order
     items[:] = [item for group in files for item in group]
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """A token secret (``olg_<role>_<random>``) as a parameter is named by its role, not its random part:
+    test ids must be the same in every pytest-xdist worker (each imports the module and draws its own
+    secrets), and a secret has no business in a test's name."""
+    if isinstance(val, str) and val.startswith("olg_"):
+        return f"{argname}-{val.split('_')[1]}" if val.count("_") >= 2 else argname
+    return None
