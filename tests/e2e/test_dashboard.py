@@ -404,9 +404,13 @@ async def test_4_view_in_context_shows_and_highlights_the_target(
     everything = await history_seqs(client)
     target = everything[1234]
     page = await dashboard.open(server.url + "/?level=ERROR")
-    link = await page.locator("#stream .row .actions a").first.get_attribute("href")
-    assert link is not None
-    seq = int(await page.locator("#stream .row").first.get_attribute("data-seq") or 0)
+    # one row's seq and its link, read together: the list may re-render between two separate reads
+    await page.locator("#stream .row .actions a").first.wait_for()
+    seq, link = await page.evaluate(
+        """() => { const r = [...document.querySelectorAll('#stream .row')].find((r) => r.querySelector('.actions a'));
+                   return [Number(r.dataset.seq), r.querySelector('.actions a').getAttribute('href')]; }"""
+    )
+    assert link is not None and str(seq) in link, (seq, link)
     # the link of a row, followed for another seq: the same shape of URL
     url = server.url + "/" + link.replace(str(seq), str(target))
     ctx = await dashboard.open(url)
