@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from ..filters import EventFilter
-from ..store.base import Store, StoredEvent, jsonable
+from ..store.base import RawRow, Store, StoredEvent, jsonable
 from .index import SubscriptionIndex
 
 log = logging.getLogger("orchlog.hub")
@@ -44,7 +44,11 @@ class Event:
 
     @classmethod
     def of(cls, stored: StoredEvent) -> Event:
-        return cls(stored.kind, stored.seq, stored.data)
+        event = cls(stored.kind, stored.seq, stored.data)
+        if isinstance(stored.data, RawRow):
+            # the database rendered the row as JSON: splice it, the bytes encode_native would give
+            event._frames["native"] = f'{{"type":"{stored.kind}","seq":{stored.seq},"data":{stored.data.text}}}'
+        return event
 
     def encoded(self, fmt: str, encoder: Encoder) -> str:
         frame = self._frames.get(fmt)
