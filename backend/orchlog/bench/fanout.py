@@ -180,13 +180,33 @@ def one(subscribers: int, rate: int, seconds: float, batch: bool, repeat: int = 
     return median_of([run_fanout(subscribers, rate, seconds, batch) for _ in range(repeat)])
 
 
-def main(subscribers: int = 100, rate: int = 1000, seconds: float = 5.0, repeat: int = 1) -> list[dict[str, Any]]:
-    return [one(subscribers, rate, seconds, batch, repeat) for batch in (False, True)]
+QUICK_CASES = ((100, 500, False), (100, 1000, True))
+FULL_CASES = tuple((k, r, b) for k in (10, 100, 1000) for b in (False, True) for r in (100, 1000))
+
+
+def main(quick: bool = True, repeat: int = 3) -> list[dict[str, Any]]:
+    """The issue's matrix (subscribers x frames x rate), each case the median of ``repeat`` runs."""
+    seconds = 3.0 if quick else 5.0
+    return [one(k, r, seconds, b, repeat) for k, r, b in (QUICK_CASES if quick else FULL_CASES)]
+
+
+def table_row(row: dict[str, Any]) -> str:
+    """One row as the issue prints it: | case | deliveries/s | p50 | p99 | server us/delivery | note |."""
+    frames = "batched frames (`batch=1`)" if row["batch"] else "single-event frames"
+    case = f"{row['subscribers']} subscribers, {row['rate']} ev/s, {frames}"
+    lost = row["expected"] - row["delivered"]
+    note = f"median of {row.get('runs', 1)}; client {row['client_cpu']} cores" + (
+        f"; {lost} NOT delivered" if lost else ""
+    )
+    return (
+        f"| {case} | {row['deliveries_per_s']:,.0f} | {row['p50_ms']} ms | {row['p99_ms']} ms "
+        f"| {row['server_cpu_us_per_delivery']} µs | {note} |"
+    )
 
 
 if __name__ == "__main__":
     import sys
 
-    args = [float(a) for a in sys.argv[1:]]
+    args = [float(a) for a in sys.argv[1:]]  # subscribers rate seconds batch repeat
     k, r, s, b, n = (args + [100, 1000, 3.0, 0, 1][len(args) :])[:5]
     print(orjson.dumps(one(int(k), int(r), s, bool(b), int(n))).decode())
