@@ -112,6 +112,7 @@ class Settings(Limits, BaseSettings):
     ws_impl: Literal["websockets", "websockets-sansio", "wsproto"] = _f(
         "websockets", "uvicorn's WebSocket implementation (wsproto needs the wsproto package)"
     )
+    shutdown_flush_s: float = _f(3.0, "on shutdown, streams keep sending what is committed this long, then 1001", gt=0)
     send_timeout_s: float = _f(30.0, "a WebSocket client that reads nothing this long is closed (1001)", gt=0)
     max_subscribers: int = _f(10_000, "live streams in all", ge=1)
     max_streams_per_token: int = _f(2_000, "live streams per token", ge=1)
