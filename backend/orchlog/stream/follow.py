@@ -201,9 +201,15 @@ class Follower:
             while True:
                 self._check_time()
                 start = self.cursor
-                page = ahead if ahead is not None else asyncio.ensure_future(self._read_page(start))
-                ahead = None
-                events, more, floor = await page
+                if ahead is not None:
+                    events, more, floor = await ahead
+                    ahead = None
+                    if floor > start and floor > self._floor_told:
+                        # the floor rose while that page was read ahead (during our last yield):
+                        # read it again now, so what follows the reset is what remains after it
+                        events, more, floor = await self._read_page(start)
+                else:
+                    events, more, floor = await self._read_page(start)
                 if self._sub is not None and self._sub.revoked:
                     raise Revoked()
                 if floor > start and floor > self._floor_told:
