@@ -109,6 +109,10 @@ class Settings(Limits, BaseSettings):
     subscriber_queue_bytes: int = _f(8 * 1024 * 1024, "per-subscriber queue (bytes) before catch-up mode", ge=1024)
     replay_page: int = _f(500, "rows per replay page", ge=1)
     heartbeat_s: float = _f(15.0, "idle heartbeat frames, seconds", gt=0)
+    ws_impl: Literal["websockets", "websockets-sansio", "wsproto"] = _f(
+        "websockets", "uvicorn's WebSocket implementation (wsproto needs the wsproto package)"
+    )
+    shutdown_flush_s: float = _f(3.0, "on shutdown, streams keep sending what is committed this long, then 1001", gt=0)
     send_timeout_s: float = _f(30.0, "a WebSocket client that reads nothing this long is closed (1001)", gt=0)
     max_subscribers: int = _f(10_000, "live streams in all", ge=1)
     max_streams_per_token: int = _f(2_000, "live streams per token", ge=1)

@@ -49,7 +49,11 @@ class Runtime:
             queue_events=settings.subscriber_queue_events,
             queue_bytes=settings.subscriber_queue_bytes,
         )
-        self.follow_config = FollowConfig(replay_page=settings.replay_page, heartbeat_s=settings.heartbeat_s)
+        self.follow_config = FollowConfig(
+            replay_page=settings.replay_page,
+            heartbeat_s=settings.heartbeat_s,
+            shutdown_flush_s=settings.shutdown_flush_s,
+        )
         self.keyring = Keyring(parse_seeded(settings.tokens))
         self.quotas = Quotas(settings.ingest_rate, settings.ingest_burst)
         self.tickets = Tickets(settings.ticket_ttl_s)

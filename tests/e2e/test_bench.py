@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from orchlog.bench.common import free_port
+from orchlog.bench.fanout import run_fanout, table_row
 from orchlog.bench.ingest import _process, bench_raw, parse_rows
 from orchlog.bench.prefill import prefill
 
@@ -53,3 +54,11 @@ def test_raw_baseline_reports_rate_and_cpu() -> None:
     result = bench_raw([(1, 10, 200)])[(1, 10)]
     assert result["events_per_s"] > 0 and result["cpu_us_per_event"] > 0
     assert len(result["runs_events_per_s"]) == 3
+
+
+def test_fanout_bench_counts_every_delivery_and_the_servers_cpu_per_delivery() -> None:
+    """Subscribers in their own process; the server's CPU comes from /proc (issue 21)."""
+    row = run_fanout(3, 100, 0.5, False)
+    assert row["delivered"] == row["expected"] > 0
+    assert row["server_cpu_us_per_delivery"] > 0
+    assert table_row(row).startswith("| 3 subscribers, 100 ev/s, single-event frames |")

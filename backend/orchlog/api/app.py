@@ -25,6 +25,7 @@ from .openapi import openapi_document
 from .responses import JSON, error_response
 from .routes import ROUTES
 from .table import Table
+from .wsdirect import CaptureWsProtocol
 
 log = logging.getLogger("orchlog.api")
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
         routes=starlette_routes(table),
         lifespan=lifespan,
         middleware=[
+            Middleware(CaptureWsProtocol),  # first: it must see uvicorn's own send (api/wsdirect.py)
             # outermost, so the gate's refusals carry CORS headers too (a page can then ask for a
             # token); it passes requests without an Origin straight through
             Middleware(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from ..stream.follow import Follower, FollowSpec, Frame, Revoked
 from ..stream.hub import Event
 from .responses import JSON, error_response, query_lists, runtime
 from .security import chosen_subprotocol, principal_of
+from .wsdirect import DirectWriter
 
 
 async def ticket(request: Request) -> JSON:
@@ -108,6 +110,83 @@ def client_host(scope: Mapping[str, Any]) -> str:
     return str(client[0]) if client else "unknown"
 
 
+OUTBOX_MESSAGES = 256  # encoded frames waiting for the socket, per connection
+BURST_BYTES = 256 * 1024  # written in one transport write at most (wsdirect)
+OUTBOX_BYTES = 1024 * 1024  # ... and their size: beyond either the follower waits (its hub queue then
+# overflows and it catches up from the database; nothing is buffered without bound)
+
+
+class Outbox:
+    """The frames one socket still has to write, bounded by count and bytes, written by ONE task.
+
+    One writer means no lock per send, and one timer per burst (renewed as the burst makes
+    progress) instead of one per send: the client that reads nothing for ``send_timeout`` still
+    gets 1001, a client that reads gets its burst written back to back."""
+
+    def __init__(self) -> None:
+        self.texts: deque[str | int] = deque()  # an int is the end: the close code
+        self.bytes = 0
+        self._ready = asyncio.Event()
+        self._space = asyncio.Event()
+
+    def full(self) -> bool:
+        return len(self.texts) >= OUTBOX_MESSAGES or self.bytes >= OUTBOX_BYTES
+
+    async def put(self, text: str) -> None:
+        while self.full():
+            self._space.clear()
+            await self._space.wait()
+        self.texts.append(text)
+        self.bytes += len(text)
+        self._ready.set()
+
+    def end(self, code: int, *, discard: bool = False) -> None:
+        if discard:
+            self.texts.clear()
+            self.bytes = 0
+        self.texts.append(code)
+        self._ready.set()
+
+    def _burst(self) -> tuple[list[str], int | None]:
+        """What is queued now (up to ``BURST_BYTES``), and the close code if the end came with it."""
+        texts, size = self.texts, 0
+        burst: list[str] = []
+        while texts and size < BURST_BYTES:
+            item = texts.popleft()
+            if isinstance(item, int):
+                return burst, item
+            burst.append(item)
+            size += len(item)
+        self.bytes -= size
+        self._space.set()
+        return burst, None
+
+    async def drain(self, ws: WebSocket, send_timeout: float) -> int:
+        """Write until the end marker; its close code. TimeoutError if the client stops reading."""
+        loop = asyncio.get_running_loop()
+        direct = DirectWriter.of(ws.scope)
+        while True:
+            if not self.texts:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            async with asyncio.timeout(send_timeout) as budget:
+                renewed = loop.time()
+                while self.texts:
+                    burst, code = self._burst()
+                    if direct is not None and burst and direct.write(burst):
+                        await direct.drain()  # one write for the burst; wait only if the client lags
+                    else:
+                        for text in burst:
+                            await ws.send_text(text)
+                    if code is not None:
+                        return code
+                    now = loop.time()
+                    if now - renewed > send_timeout / 4:  # progress: push the deadline (rarely)
+                        budget.reschedule(now + send_timeout)
+                        renewed = now
+
+
 async def run_socket(
     ws: WebSocket,
     frames: AsyncGenerator[Frame, None],
@@ -116,21 +195,21 @@ async def run_socket(
     on_message: OnMessage | None = None,
 ) -> None:
     """Pump frames to the socket while answering the client's pings, until either side ends."""
-    lock = asyncio.Lock()
+    outbox = Outbox()
 
-    async def send(text: str) -> None:
-        async with lock, asyncio.timeout(send_timeout):  # a timer, not a task per send
-            await ws.send_text(text)
-
-    async def pump() -> int:
+    async def pump() -> None:
         try:
             async for frame in frames:
                 encoded = encoder(frame)
                 for text in [encoded] if isinstance(encoded, str) else encoded or ():
-                    await send(text)
+                    await outbox.put(text)
         except Revoked:
-            return CLOSE_UNAUTHORIZED
-        return CLOSE_GOING_AWAY
+            outbox.end(CLOSE_UNAUTHORIZED, discard=True)  # fail closed: nothing more after revocation
+        except BaseException:
+            outbox.end(0)  # an unexpected error: end without a close code (as before)
+            raise
+        else:
+            outbox.end(CLOSE_GOING_AWAY)  # after everything queued: the client resumes with after=
 
     async def listen() -> int:
         while True:
@@ -143,15 +222,16 @@ async def run_socket(
             except orjson.JSONDecodeError:
                 continue  # like the original: non-JSON text is a keep-alive
             if isinstance(data, dict) and data.get("type") == "ping":
-                await send(orjson.dumps({"type": "pong"}).decode())
+                await outbox.put(PONG)
             elif isinstance(data, dict) and on_message is not None:
                 await on_message(data)
 
     pump_task = asyncio.create_task(pump())
+    send_task = asyncio.create_task(outbox.drain(ws, send_timeout))
     listen_task = asyncio.create_task(listen())
     code = 0
     try:
-        done, _ = await asyncio.wait({pump_task, listen_task}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({send_task, listen_task}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             exc = task.exception()
             if exc is None:
@@ -159,10 +239,11 @@ async def run_socket(
             elif isinstance(exc, TimeoutError):
                 code = CLOSE_GOING_AWAY
     finally:
-        for task in (pump_task, listen_task):
-            task.cancel()
+        tasks: tuple[asyncio.Task[Any], ...] = (pump_task, send_task, listen_task)
+        for each in tasks:
+            each.cancel()
             with contextlib.suppress(BaseException):
-                await task
+                await each
         with contextlib.suppress(BaseException):
             await frames.aclose()
     if code:
@@ -171,6 +252,7 @@ async def run_socket(
             await asyncio.wait_for(ws.close(code=code, reason=reason), 2)
 
 
+PONG = orjson.dumps({"type": "pong"}).decode()
 CLOSE_REASONS = {
     CLOSE_GOING_AWAY: "going away: reconnect and resume with after=",
     CLOSE_UNAUTHORIZED: "this token was revoked",

@@ -17,15 +17,22 @@ from . import fanout, hook, ingest, replay
 
 SUITES: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "ingest": lambda quick: ingest.main(quick),
-    "fanout": lambda quick: [
-        *fanout.main(100, 1000, 3.0 if quick else 5.0),
-        *([] if quick else [fanout.one(1000, 100, 5.0, True)]),
-    ],
+    "fanout": lambda quick: fanout.main(quick),
     "catchup": lambda quick: [replay.catchup(200_000 if quick else 1_000_000)],
     "memory": lambda quick: replay.memory((1000,) if quick else (1000, 5000)),
     "tail": lambda quick: [replay.tail_cli(50_000 if quick else 200_000)],
     "hook": lambda quick: hook.main(quick),
 }
+
+
+TABLE_HEAD = "| case | deliveries/s | p50 | p99 | server CPU | note |\n|---|---|---|---|---|---|"
+
+
+def issue_table(rows: list[dict[str, Any]]) -> str:
+    """Fan-out and catch-up rows in the live-path issue's table shape ('' if there are none)."""
+    lines = [fanout.table_row(r) for r in rows if r["name"] == "fanout"]
+    lines += [line for r in rows if r["name"] == "catchup" for line in replay.table_rows(r)]
+    return TABLE_HEAD + "\n" + "\n".join(lines) + "\n" if lines else ""
 
 
 def to_markdown(rows: list[dict[str, Any]]) -> str:
@@ -70,6 +77,9 @@ def run(names: list[str], quick: bool, out_dir: Path, prefill_rows: tuple[int, .
         for row in result:
             print(json.dumps(row), flush=True)
         rows.extend(result)
+        table = issue_table(result)
+        if table:
+            print(table, end="", flush=True)
         print(f"# {name}: {time.monotonic() - started:.0f}s", flush=True)
     meta = {
         "machine": platform.platform(),
@@ -79,7 +89,9 @@ def run(names: list[str], quick: bool, out_dir: Path, prefill_rows: tuple[int, .
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (out_dir / "bench-results.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    (out_dir / "bench-results.md").write_text(to_markdown(rows))
+    (out_dir / "bench-results.md").write_text(
+        to_markdown(rows) + ("\n" + issue_table(rows) if issue_table(rows) else "")
+    )
     if chart(rows, out_dir / "bench-results.png"):
         print("# chart: bench-results.png")
     return rows

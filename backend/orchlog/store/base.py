@@ -37,6 +37,11 @@ class RawRow(Mapping[str, Any]):
         self.fragment = orjson.Fragment(text)
         self._parsed: dict[str, Any] | None = None
 
+    @property
+    def text(self) -> str:
+        """The row's JSON as the database rendered it (spliced into frames without re-encoding)."""
+        return self._text if isinstance(self._text, str) else self._text.decode()
+
     def _row(self) -> dict[str, Any]:
         if self._parsed is None:
             parsed: dict[str, Any] = orjson.loads(self._text)

@@ -36,6 +36,12 @@ class FollowSpec:
     owner: object = None  # who reads (the principal): the runtime revokes streams by it
 
 
+def _quiet(task: asyncio.Future[Any]) -> None:
+    """Retrieve a cancelled read-ahead's outcome (no "exception was never retrieved")."""
+    if not task.cancelled():
+        task.exception()
+
+
 class _OutOfTime(Exception):
     """The server is stopping and this follower's flush time is over."""
 
@@ -185,29 +191,51 @@ class Follower:
     async def _replay(self) -> AsyncGenerator[Frame, None]:
         """Everything matching after the cursor, from the database, in pages.
 
-        Retention may delete rows while we page (a slow reader, a busy pruner). The floor is read
-        AFTER each page: if it rose above the cursor the page was read from, rows after the cursor
-        may be gone, so the client gets ``reset`` (with the new floor) before the rows that remain,
-        instead of a silent gap."""
-        while True:
-            self._check_time()
-            start = self.cursor
-            events, more = await self.store.read_events(self.spec.filter, after=start, limit=self.config.replay_page)
-            floor = (await self.store.meta()).floor_seq
-            if self._sub is not None and self._sub.revoked:
-                raise Revoked()
-            if floor > start and floor > self._floor_told:
-                # once per rise of the floor; the rows that are still there follow (age retention
-                # deletes old rows wherever they sit, so the floor may pass rows that remain)
-                self._floor_told = floor
-                self.hub.resets += 1
-                yield {"type": "reset", "floor_seq": floor, "reason": "below_floor", "after": start}
-            if events:
-                self.cursor = events[-1].seq
-            async for frame in self._emit([Event.of(stored) for stored in events]):
-                yield frame
-            if not more:
-                return
+        The next page is read while this one is sent (one page ahead, no more: a client that
+        reads nothing holds two pages). Retention may delete rows while we page (a slow reader, a
+        busy pruner). The floor is read AFTER each page: if it rose above the cursor the page was
+        read from, rows after the cursor may be gone, so the client gets ``reset`` (with the new
+        floor) before the rows that remain, instead of a silent gap."""
+        ahead: asyncio.Task[tuple[list[Event], bool, int]] | None = None
+        try:
+            while True:
+                self._check_time()
+                start = self.cursor
+                if ahead is not None:
+                    events, more, floor = await ahead
+                    ahead = None
+                    if floor > start and floor > self._floor_told:
+                        # the floor rose while that page was read ahead (during our last yield):
+                        # read it again now, so what follows the reset is what remains after it
+                        events, more, floor = await self._read_page(start)
+                else:
+                    events, more, floor = await self._read_page(start)
+                if self._sub is not None and self._sub.revoked:
+                    raise Revoked()
+                if floor > start and floor > self._floor_told:
+                    # once per rise of the floor; the rows that are still there follow (age retention
+                    # deletes old rows wherever they sit, so the floor may pass rows that remain)
+                    self._floor_told = floor
+                    self.hub.resets += 1
+                    yield {"type": "reset", "floor_seq": floor, "reason": "below_floor", "after": start}
+                if events:
+                    self.cursor = events[-1].seq
+                if more:
+                    ahead = asyncio.ensure_future(self._read_page(self.cursor))
+                async for frame in self._emit(events):
+                    yield frame
+                if not more:
+                    return
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                ahead.add_done_callback(_quiet)
+
+    async def _read_page(self, after: int) -> tuple[list[Event], bool, int]:
+        """One replay page after ``after`` (events with their frames spliced) and the floor read after it."""
+        stored, more = await self.store.read_events(self.spec.filter, after=after, limit=self.config.replay_page)
+        floor = (await self.store.meta()).floor_seq
+        return [Event.of(row) for row in stored], more, floor
 
     async def _tail_start(self, head: int, floor: int) -> int:
         """The cursor just below the last ``tail`` matching events at or below ``head``.

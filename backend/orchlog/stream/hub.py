@@ -21,10 +21,11 @@ from typing import Any
 import orjson
 
 from ..filters import EventFilter
-from ..store.base import Store, StoredEvent, jsonable
+from ..store.base import RawRow, Store, StoredEvent, jsonable
 from .index import SubscriptionIndex
 
 log = logging.getLogger("orchlog.hub")
+IDLE_POLL_S = 0.25  # the data_version poll with no subscribers (the 5 ms one costs CPU for nobody)
 FANOUT_SLICE_S = 0.005  # fan-out gives the event loop back at least this often (health, ingest, sends)
 
 Encoder = Callable[["Event"], str]
@@ -43,7 +44,11 @@ class Event:
 
     @classmethod
     def of(cls, stored: StoredEvent) -> Event:
-        return cls(stored.kind, stored.seq, stored.data)
+        event = cls(stored.kind, stored.seq, stored.data)
+        if isinstance(stored.data, RawRow):
+            # the database rendered the row as JSON: splice it, the bytes encode_native would give
+            event._frames["native"] = f'{{"type":"{stored.kind}","seq":{stored.seq},"data":{stored.data.text}}}'
+        return event
 
     def encoded(self, fmt: str, encoder: Encoder) -> str:
         frame = self._frames.get(fmt)
@@ -141,12 +146,16 @@ class Hub:
         store: Store,
         *,
         poll_interval: float,
+        idle_poll_interval: float | None = None,
         page: int,
         queue_events: int,
         queue_bytes: int,
     ) -> None:
         self._store = store
         self._poll_interval = poll_interval
+        # nobody listens: other processes' commits only move the cursor, so look for them rarely
+        # (the local writer still wakes us at once, and the first subscriber switches back)
+        self._idle_poll_interval = max(poll_interval, IDLE_POLL_S if idle_poll_interval is None else idle_poll_interval)
         self._page = page
         self._queue_events = queue_events
         self._queue_bytes = queue_bytes
@@ -158,6 +167,7 @@ class Hub:
         self.overflows = 0
         self.resets = 0
         self.reads = 0
+        self.polls = 0  # data_version checks (looking for other processes' commits)
 
     @property
     def subscribers(self) -> int:
@@ -192,7 +202,10 @@ class Hub:
     def subscribe(self, flt: EventFilter, *, relays: bool = False, owner: object = None) -> Subscription:
         """Register BEFORE reading the database: every event after ``self.cursor`` will be offered."""
         sub = Subscription(flt, max_events=self._queue_events, max_bytes=self._queue_bytes, relays=relays, owner=owner)
+        first = not self._subs
         self._subs.add(sub)
+        if first:
+            self._wake.set()  # the loop may sit in an idle (slow) poll: back to the normal rate now
         return sub
 
     def revoke(self, refused: Callable[[object], bool]) -> int:
@@ -227,11 +240,14 @@ class Hub:
     async def _run(self) -> None:
         while True:
             try:
+                interval = self._poll_interval if self._subs else self._idle_poll_interval
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._poll_interval):
+                    async with asyncio.timeout(interval):
                         await self._wake.wait()
                 announced = self._wake.is_set()
                 self._wake.clear()
+                if not announced:
+                    self.polls += 1
                 if not self._subs:
                     # Nobody listens: skip reading rows. A subscriber that registers later replays
                     # from the database up to the head it reads after registering, so the cursor

@@ -20,7 +20,8 @@ N = 200_000  # ~80 MB of frames: more than every socket buffer between server an
 async def test_sigterm_during_a_long_replay_closes_1001(tmp_path: Path) -> None:
     db = tmp_path / "orchlog.db"
     prefill(db, N)
-    server = Server(db).start()
+    # a short flush window: replay is fast enough now (issue 21) to send all 200k in the default 3 s
+    server = Server(db, env={"ORCHLOG_SHUTDOWN_FLUSH_S": "0.5"}).start()
     try:
         ws = await open_ws(server, {"after": 0}, max_size=2**20)
         seqs: list[int] = []

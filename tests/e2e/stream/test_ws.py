@@ -373,3 +373,22 @@ async def test_batched_frames_carry_the_same_events(module_server: Server, mclie
                 assert frame["type"] == "heartbeat", frame
         assert triples(live) == triples(want)
         await assert_quiet(ws)
+
+
+@pytest.mark.parametrize("compression", ["deflate", None], ids=["deflate", "plain"])
+async def test_a_burst_of_single_event_frames_written_together_arrives_whole_and_in_order(
+    module_server: Server, mclient: httpx.AsyncClient, compression: str | None
+) -> None:
+    """The server writes the frames queued in one wake with one transport write (api/wsdirect.py):
+    each is still its own message, compressed or not, and a ping in the middle still gets its pong."""
+    _, agents = await make_agents(mclient, 2)
+    async with await open_ws(module_server, compression=compression) as ws:
+        await until_live(ws)
+        seqs = await post(mclient, mixed(agents, 400, random.Random(71), "burst"))
+        await ws.send(orjson.dumps({"type": "ping"}).decode())
+        frames = [await recv(ws) for _ in range(len(seqs) + 1)]
+        assert [f for f in frames if f["type"] == "pong"] == [{"type": "pong"}]
+        got = [f for f in frames if f["type"] != "pong"]
+        assert [f["seq"] for f in got] == seqs
+        assert triples(got) == triples(await matching(mclient, after=seqs[0] - 1))
+        await assert_quiet(ws)
