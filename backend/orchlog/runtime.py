@@ -66,7 +66,6 @@ class Runtime:
         self.stopping = asyncio.Event()
         self.started = False
         self.deleted: dict[str, int] = {}
-        self.stream_counts: dict[str, int] = {"websocket": 0, "sse": 0, "compat": 0}
         self.allowed_hosts = allowed_hosts(self.allowed_origins, settings.host)
         self.metrics = Metrics()
         self.metrics.attach(self.stats)
@@ -80,7 +79,7 @@ class Runtime:
         return Stats(
             writer_depth=self.writer.depth,
             failed_batches=self.writer.stats.failed_batches,
-            streams=dict(self.stream_counts),
+            streams={t: self.slots.by_transport[t] for t in ("websocket", "sse", "compat")},
             subscriptions=self.hub.subscribers,
             overflows=self.hub.overflows,
             resets=self.hub.resets,

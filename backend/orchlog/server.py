@@ -158,7 +158,7 @@ class OrchlogServer(uvicorn.Server):
         uvicorn's own shutdown would cut them (it closes open WebSockets with 1012)."""
         self.runtime.begin_shutdown()
         deadline = time.monotonic() + STREAM_DRAIN_S
-        while sum(self.runtime.stream_counts.values()) and time.monotonic() < deadline:  # noqa: ASYNC110
+        while self.runtime.slots.total and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)  # streams end on their own (stopping is set); just wait, bounded
         await super().shutdown(sockets)
 

@@ -1,5 +1,6 @@
-"""Limits on open streams: in all, per token, and per client address (each answered with
-429 / close 4429 and a message that says which limit)."""
+"""Open streams, counted once: the limits (in all, per token, per client address; each answered
+with 429 / close 4429 and a message that says which limit) and the counts by transport that
+``/metrics``, the compat ``/health`` and the shutdown drain read."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ class Slot:
     slots: StreamSlots
     principal: str
     client: str
+    transport: str
     released: bool = False
 
     def release(self) -> None:
@@ -30,8 +32,9 @@ class StreamSlots:
     total: int = 0
     by_token: Counter[str] = field(default_factory=Counter)
     by_client: Counter[str] = field(default_factory=Counter)
+    by_transport: Counter[str] = field(default_factory=Counter)
 
-    def acquire(self, principal: str, client: str) -> Slot:
+    def acquire(self, principal: str, client: str, transport: str) -> Slot:
         if self.total >= self.max_total:
             raise RateLimited(f"this server has {self.total} open streams, its limit; retry later", retry_after=5)
         if self.by_token[principal] >= self.max_per_token:
@@ -45,12 +48,14 @@ class StreamSlots:
         self.total += 1
         self.by_token[principal] += 1
         self.by_client[client] += 1
-        return Slot(self, principal, client)
+        self.by_transport[transport] += 1
+        return Slot(self, principal, client, transport)
 
     def _release(self, slot: Slot) -> None:
         self.total -= 1
         self.by_token[slot.principal] -= 1
         self.by_client[slot.client] -= 1
+        self.by_transport[slot.transport] -= 1
         if self.by_token[slot.principal] <= 0:
             del self.by_token[slot.principal]
         if self.by_client[slot.client] <= 0:

@@ -245,3 +245,19 @@ def test_a_ticket_outlives_neither_its_token_nor_dev_mode() -> None:
     assert ring.allows(record.principal())
     ring.load([TokenRecord(**{**record.__dict__, "revoked_at": "2026-01-02T00:00:00.000000Z"})])
     assert not ring.allows(record.principal())
+
+
+def test_stream_slots_are_the_one_count_of_open_streams() -> None:
+    """Limits and the counts /metrics and the shutdown drain read come from the same slots."""
+    from orchlog.slots import StreamSlots
+
+    slots = StreamSlots(max_total=3, max_per_token=2, max_per_client=3)
+    a = slots.acquire("t1", "1.2.3.4", "websocket")
+    b = slots.acquire("t1", "1.2.3.4", "sse")
+    with pytest.raises(RateLimited):
+        slots.acquire("t1", "1.2.3.4", "compat")  # the per-token limit
+    c = slots.acquire("t2", "1.2.3.4", "compat")
+    assert slots.total == 3 and dict(slots.by_transport) == {"websocket": 1, "sse": 1, "compat": 1}
+    for slot in (a, b, c, a):  # releasing twice counts once
+        slot.release()
+    assert slots.total == 0 and sum(slots.by_transport.values()) == 0

@@ -85,7 +85,7 @@ async def ws(websocket: WebSocket) -> None:
         await websocket.close(code=4403, reason=exc.message[:120])
         return
     try:
-        slot = rt.slots.acquire(principal.name, client_host(websocket.scope))
+        slot = rt.slots.acquire(principal.name, client_host(websocket.scope), "compat")
     except OrchlogError as exc:
         await websocket.accept(subprotocol=chosen_subprotocol(websocket.scope))
         await websocket.close(code=4429, reason=exc.message[:120])
@@ -110,7 +110,6 @@ async def _serve_compat(
             }
         ).decode()
     )
-    rt.stream_counts["compat"] += 1
     follower = Follower(
         rt.hub,
         rt.store,
@@ -147,15 +146,12 @@ async def _serve_compat(
             broadcast_type = "adw_updated"
         rt.hub.notify({"type": "relay", "message": {**payload, "type": broadcast_type}}, relay=True)
 
-    try:
-        await run_socket(websocket, follower.frames(), encode, rt.settings.send_timeout_s, relay)
-    finally:
-        rt.stream_counts["compat"] -= 1
+    await run_socket(websocket, follower.frames(), encode, rt.settings.send_timeout_s, relay)
 
 
 async def health(request: Request) -> JSON:
     rt = runtime(request)
-    connections = rt.stream_counts["websocket"] + rt.stream_counts["compat"]
+    connections = rt.slots.by_transport["websocket"] + rt.slots.by_transport["compat"]
     return JSON({"status": "healthy", "service": "orchlog", "websocket_connections": connections})
 
 

@@ -88,7 +88,7 @@ async def stream_ws(ws: WebSocket) -> None:
         await ws.close(code=code, reason=exc.message[:120])
         return
     try:
-        slot = rt.slots.acquire(principal_of(ws).name, client_host(ws.scope))
+        slot = rt.slots.acquire(principal_of(ws).name, client_host(ws.scope), "websocket")
     except OrchlogError as exc:
         await ws.accept(subprotocol=subprotocol)
         await ws.close(code=CLOSE_TOO_MANY, reason=exc.message[:120])
@@ -96,11 +96,7 @@ async def stream_ws(ws: WebSocket) -> None:
     try:
         await ws.accept(subprotocol=subprotocol)
         follower = Follower(rt.hub, rt.store, spec, rt.follow_config, rt.stopping)
-        rt.stream_counts["websocket"] += 1
-        try:
-            await run_socket(ws, follower.frames(), encode, rt.settings.send_timeout_s)
-        finally:
-            rt.stream_counts["websocket"] -= 1
+        await run_socket(ws, follower.frames(), encode, rt.settings.send_timeout_s)
     finally:
         slot.release()
 
@@ -266,18 +262,16 @@ async def stream_sse(request: Request) -> Response:
     except OrchlogError as exc:
         return error_response(exc)
     try:
-        slot = rt.slots.acquire(principal_of(request).name, client_host(request.scope))
+        slot = rt.slots.acquire(principal_of(request).name, client_host(request.scope), "sse")
     except OrchlogError as exc:
         return error_response(exc)
     follower = Follower(rt.hub, rt.store, spec, rt.follow_config, rt.stopping)
 
     async def body() -> AsyncGenerator[str, None]:
-        rt.stream_counts["sse"] += 1
         try:
             async for chunk in sse_chunks():
                 yield chunk
         finally:
-            rt.stream_counts["sse"] -= 1
             slot.release()
 
     async def sse_chunks() -> AsyncGenerator[str, None]:
