@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import AppServer, bearer, create_token
+from helpers import AppServer, bearer, role_tokens
 from orchlog.api.routes import ROUTES
 from orchlog.api.table import Route
 
@@ -34,11 +34,7 @@ class Gated:
 @pytest.fixture(scope="module")
 def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gated]:
     db: Path = tmp_path_factory.mktemp("gate") / "orchlog.db"
-    tokens = {
-        "read": create_token(db, "reader", "read"),
-        "ingest": create_token(db, "writer", "ingest"),
-        "admin": create_token(db, "boss", "admin"),
-    }
+    tokens = role_tokens(db)
     server = AppServer(db, env={"ORCHLOG_INGEST_RATE": "10"}).start()
     try:
         yield Gated(server, tokens)

@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from helpers import Server, TokenServer, bearer, create_token
+from helpers import Server, TokenServer, bearer, role_tokens
 from orchlog.api.routes import ROUTES
 
 BAD = "olg_" + "x" * 43
@@ -26,11 +26,7 @@ class Gated:
 @pytest.fixture(scope="module")
 def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gated]:
     db: Path = tmp_path_factory.mktemp("gate") / "orchlog.db"
-    tokens = {
-        "read": create_token(db, "reader", "read"),
-        "ingest": create_token(db, "writer", "ingest"),
-        "admin": create_token(db, "boss", "admin"),
-    }
+    tokens = role_tokens(db)
     server = TokenServer(db, env={"ORCHLOG_INGEST_RATE": "10"}).start()
     try:
         yield Gated(server, tokens)

@@ -18,7 +18,17 @@ from .api import (
     system_logs,
 )
 from .inproc import AppServer, start_app
-from .server import REPO, Server, TokenServer, clean_env, create_token, free_port, orchlog_cli, start_server
+from .server import (
+    REPO,
+    Server,
+    TokenServer,
+    clean_env,
+    create_token,
+    free_port,
+    orchlog_cli,
+    role_tokens,
+    start_server,
+)
 from .wait import wait_until
 
 __all__ = [
@@ -38,6 +48,7 @@ __all__ = [
     "make_agents",
     "make_agents_sync",
     "orchlog_cli",
+    "role_tokens",
     "start_app",
     "start_server",
     "system_logs",

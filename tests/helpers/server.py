@@ -159,3 +159,8 @@ def create_token(db: Path, name: str, *scopes: str, agents: tuple[str, ...] = ()
     secret = done.stdout.strip()
     assert secret.startswith("olg_") and "\n" not in secret, done.stdout
     return secret
+
+
+def role_tokens(db: Path) -> dict[str, str]:
+    """One token per scope (``read``, ``ingest``, ``admin``) in ``db``, made with the CLI."""
+    return {scope: create_token(db, f"{scope}-role", scope) for scope in ("read", "ingest", "admin")}
