@@ -184,6 +184,13 @@ async def test_pause_buffers_and_resume_shows_the_buffered_events(
     dashboard.assert_clean()
 
 
+async def wait_count(page: Page, expected: str) -> None:
+    """The held-events counter reaches ``expected`` (it is painted on the next animation frame,
+    after the rows, so reading it at once races the paint)."""
+    script = "(n) => document.querySelector('#count').textContent === n"
+    await page.wait_for_function(script, arg=expected, timeout=10_000)
+
+
 async def test_load_older_prepends_the_earlier_events(dashboard: Dashboard, server: Server, client: httpx.AsyncClient):
     _, agents = await make_agents(client, 2)
     await post_events(client, mixed_events(agents, 400))
@@ -192,11 +199,11 @@ async def test_load_older_prepends_the_earlier_events(dashboard: Dashboard, serv
 
     page = await dashboard.open(server.url + "/")
     await wait_shown(page, everything[-200:])  # the initial view is the last 200
-    assert await page.text_content("#count") == "200"
+    await wait_count(page, "200")
 
     await page.click("#older")
     await wait_shown(page, everything)
-    assert await page.text_content("#count") == "400"
+    await wait_count(page, "400")
 
     await page.click("#older")  # nothing older is left: said plainly, nothing changes
     await page.wait_for_function("() => /No older events/.test(document.querySelector('#notice').textContent)")
