@@ -78,7 +78,7 @@ async def test_posted_events_appear_live_in_order(dashboard: Dashboard, server: 
         assert row["system"] == (item["kind"] == "system_log")
         # escaped, not interpreted (a paired tool row starts with its duration badge)
         assert row["text"].endswith(data.get("content") or data.get("message"))
-    assert await page.text_content("#count") == "90"
+    await wait_count(page, "90")
     dashboard.assert_clean()
 
 
