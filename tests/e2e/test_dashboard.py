@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 import re
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -25,7 +24,6 @@ from helpers.dashboard import (
     JS_NEXT_FRAMES,
     Dashboard,
     history_seqs,
-    launch,
     mixed_events,
     needs_chromium,
     post_events,
@@ -39,12 +37,6 @@ from helpers.dashboard import (
 )
 
 pytestmark = needs_chromium
-
-
-@pytest.fixture
-async def dashboard() -> AsyncIterator[Dashboard]:
-    async for d in launch():
-        yield d
 
 
 # ---------------------------------------------------------------- tests

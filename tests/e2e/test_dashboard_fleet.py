@@ -5,7 +5,6 @@ log-volume histogram with its time presets and drag-select, and the screenshots 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from helpers.dashboard import (
     JS_NEXT_FRAMES,
     Dashboard,
     history_seqs,
-    launch,
     mixed_events,
     needs_chromium,
     post_events,
@@ -30,12 +28,6 @@ from helpers.dashboard import (
 )
 
 pytestmark = needs_chromium
-
-
-@pytest.fixture
-async def dashboard() -> AsyncIterator[Dashboard]:
-    async for d in launch():
-        yield d
 
 
 def ts(base: datetime, seconds: float) -> str:
