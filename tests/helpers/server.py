@@ -7,6 +7,7 @@ starts the CLI in a subprocess and waits for ``/healthz``.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -21,16 +22,22 @@ REPO = Path(__file__).resolve().parents[2]  # the checkout's root (tests/helpers
 
 def free_port() -> int:
     """A port that is free now. Under pytest-xdist each worker only takes ports ``p % workers == its index``,
-    so two workers never pick the same port for their servers between the probe and the server's bind."""
+    so two workers never pick the same port for their servers between the probe and the server's bind.
+
+    Candidates are drawn here, not asked of the kernel with ``bind(0)``: Linux hands ``bind(0)``
+    odd ports first, so with two workers the one that needs even ports would wait forever."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
     count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
     index = int(worker) % count if worker.isdigit() else 0
     while True:
+        port = random.randrange(20_000, 60_000)
+        port -= (port - index) % count
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port % count == index:
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 def clean_env(**extra: str) -> dict[str, str]:
