@@ -8,11 +8,12 @@ carries it. Tokens and tickets never reach these lines.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 
 import orjson
 
@@ -20,8 +21,16 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("orchlog_reques
 _SANE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
+_PROCESS = os.urandom(4).hex()  # tells this process's ids from another replica's
+_NUMBERS = itertools.count(1)
+
+
 def new_request_id(offered: str | None) -> str:
-    return offered if offered and _SANE.match(offered) else uuid.uuid4().hex[:16]
+    """The client's id if sane, else this process's prefix and a counter: unique per process and
+    told apart across replicas, without a ``uuid4()`` (a getrandom syscall) on every request."""
+    if offered and _SANE.match(offered):
+        return offered
+    return f"{_PROCESS}{next(_NUMBERS):08x}"
 
 
 class _RequestIdFilter(logging.Filter):

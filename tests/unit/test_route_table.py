@@ -1,14 +1,12 @@
 """The route table is the one declaration of every route: these invariants keep the things derived
-from it (Starlette routes, authorization, OpenAPI, metric labels) from drifting apart."""
+from it (the dispatcher, authorization, OpenAPI, metric labels) from drifting apart."""
 
 from __future__ import annotations
 
 import pytest
 from openapi_spec_validator import validate
-from starlette.routing import Route as StarletteRoute
-from starlette.routing import WebSocketRoute
 
-from orchlog.api.app import starlette_routes
+from orchlog.api.dispatch import Dispatch
 from orchlog.api.openapi import openapi_document
 from orchlog.api.routes import ROUTES
 from orchlog.api.table import SCOPES, UNMATCHED, Operation, Reply, Route, Table
@@ -41,15 +39,17 @@ def test_every_operation_has_a_scope_and_a_unique_operation_id() -> None:
             assert documented["x-orchlog-scope"] == op.scope
 
 
-def test_starlette_routes_are_built_from_the_table_only() -> None:
-    built: set[tuple[str, str]] = set()
-    for route in starlette_routes(ROUTES):
-        if isinstance(route, WebSocketRoute):
-            built.add((route.path, "WEBSOCKET"))
-        else:
-            assert isinstance(route, StarletteRoute)
-            built |= {(route.path, m) for m in route.methods or () if m != "HEAD"}
-    assert built == {(r.path, op.method) for r in ROUTES for op in r.operations}
+def test_every_declared_operation_is_dispatched_and_nothing_else() -> None:
+    """The gate runs handlers itself; what it can run is exactly the table's operations."""
+    dispatch = Dispatch(ROUTES, {})
+    assert set(dispatch._apps) == {id(op) for r in ROUTES for op in r.operations}
+
+
+def test_path_parameters_come_from_the_matched_route() -> None:
+    match = ROUTES.resolve("GET", "/api/v1/agents/0b1c1d6e-1111-4111-8111-111111111111")
+    assert match.params == {"id": "0b1c1d6e-1111-4111-8111-111111111111"}
+    assert ROUTES.resolve("GET", "/api/v1/events").params == {}
+    assert ROUTES.resolve("GET", "/api/v1/nope").params == {}
 
 
 def test_parameters_are_typed_with_their_bounds() -> None:

@@ -1,11 +1,17 @@
-"""create_app(): the Starlette app built from the route table, resources in the lifespan, one
-error shape for everything."""
+"""create_app(): the Starlette app around the route table's gate, resources in the lifespan, one
+error shape for everything.
+
+Requests are routed by the gate (``api/gate.py``, which resolves them against the table once and
+runs the handler through ``api/dispatch.py``); Starlette's own router has no routes and serves
+only the lifespan.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -13,8 +19,6 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, WebSocketRoute
-from starlette.routing import Route as StarletteRoute
 
 from ..config import Settings
 from ..errors import OrchlogError
@@ -28,18 +32,6 @@ from .table import Table
 from .wsdirect import CaptureWsProtocol
 
 log = logging.getLogger("orchlog.api")
-
-
-def starlette_routes(table: Table) -> list[BaseRoute]:
-    """One Starlette route per declared (path, method); HEAD comes with GET."""
-    out: list[BaseRoute] = []
-    for route in table:
-        for op in route.operations:
-            if op.method == "WEBSOCKET":
-                out.append(WebSocketRoute(route.path, op.endpoint, name=route.name))
-            else:
-                out.append(StarletteRoute(route.path, op.endpoint, methods=[op.method], name=route.name))
-    return out
 
 
 async def _orchlog_error(request: Request, exc: Exception) -> Response:
@@ -66,6 +58,14 @@ async def _crash(request: Request, exc: Exception) -> Response:
     return JSON(body, status_code=500)
 
 
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    OrchlogError: _orchlog_error,
+    HTTPException: _http_error,
+    ClientDisconnect: _client_gone,
+    Exception: _crash,
+}
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None, table: Table = ROUTES) -> Starlette:
     settings = settings or Settings.load()
     rt = runtime or Runtime(settings)
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
             await rt.stop()
 
     app = Starlette(
-        routes=starlette_routes(table),
+        routes=[],
         lifespan=lifespan,
         middleware=[
             Middleware(CaptureWsProtocol),  # first: it must see uvicorn's own send (api/wsdirect.py)
@@ -93,14 +93,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
                 allow_headers=["*"],
                 expose_headers=["Retry-After"],
             ),
-            Middleware(Gate, runtime=rt, table=table),
+            Middleware(Gate, runtime=rt, table=table, exception_handlers=EXCEPTION_HANDLERS),
         ],
-        exception_handlers={
-            OrchlogError: _orchlog_error,
-            HTTPException: _http_error,
-            ClientDisconnect: _client_gone,
-            Exception: _crash,
-        },
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.runtime = rt
     app.state.openapi = openapi_document(table)  # built once per app, not per request

@@ -12,14 +12,18 @@ and decides, from that table alone, whether it may reach a handler:
    path that is not in the table, needs a valid token (fail closed: HEAD is its GET, a WebSocket
    is its own method, and nothing falls through to "no rule, so no check").
 
-Then it counts and times the request under its route's declared path (unknown paths share one
-label, so junk requests cannot grow ``/metrics``) and writes the access line.
+Then it runs the resolved operation's handler itself (``api/dispatch.py``: the table is matched
+once, here, not again by a router), counts and times the request under its route's declared path
+(unknown paths share one label, so junk requests cannot grow ``/metrics``) and writes the access
+line.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +34,7 @@ from ..errors import Forbidden, OrchlogError, Unauthorized
 from ..logs import new_request_id, request_id
 from ..origins import host_allowed, origin_allowed
 from ..runtime import Runtime
+from .dispatch import Dispatch
 from .security import NOBODY, chosen_subprotocol, credentials
 from .table import Match, Table
 
@@ -51,10 +56,11 @@ class Refusal(Exception):
 
 
 class Gate:
-    def __init__(self, app: ASGIApp, runtime: Runtime, table: Table) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, runtime: Runtime, table: Table, exception_handlers: Mapping[Any, Any]) -> None:
+        self.app = app  # only the lifespan goes on to Starlette's router
         self.runtime = runtime
         self.table = table
+        self.dispatch = Dispatch(table, exception_handlers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -70,7 +76,7 @@ class Gate:
                 await send({"type": "websocket.accept", "subprotocol": chosen_subprotocol(scope)})
                 await send({"type": "websocket.close", "code": refusal.close_code, "reason": refusal.message[:120]})
                 return
-            await self.app(scope, receive, send)
+            await self.dispatch(match, scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
@@ -146,7 +152,7 @@ class Gate:
             except Refusal as refusal:
                 await _refuse_http(send_wrapper, refusal)
                 return
-            await self.app(scope, receive, send_wrapper)
+            await self.dispatch(match, scope, receive, send_wrapper)
         finally:
             took = time.perf_counter() - started
             self.runtime.metrics.observe_request(match.label, scope["method"], status, took)

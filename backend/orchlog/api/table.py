@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel
+from starlette.convertors import Convertor
 from starlette.routing import compile_path
 
 Scope = Literal["open", "read", "ingest", "admin"]
@@ -94,6 +95,7 @@ class Route:
     operations: tuple[Operation, ...]
     name: str | None = None
     regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    convertors: dict[str, Convertor[Any]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         methods = [op.method for op in self.operations]
@@ -102,7 +104,16 @@ class Route:
         for op in self.operations:
             if op.scope not in SCOPES:
                 raise ValueError(f"route {op.method} {self.path}: scope {op.scope!r} is not one of {SCOPES}")
-        object.__setattr__(self, "regex", compile_path(self.path)[0])
+        regex, _, convertors = compile_path(self.path)
+        object.__setattr__(self, "regex", regex)
+        object.__setattr__(self, "convertors", convertors)
+
+    def params(self, path: str) -> dict[str, Any]:
+        """The path parameters of a path this route matched, converted as Starlette would."""
+        found = self.regex.match(path)
+        if found is None or not self.convertors:
+            return {}
+        return {name: self.convertors[name].convert(value) for name, value in found.groupdict().items()}
 
     def operation(self, method: str) -> Operation | None:
         """The operation a request method stands for: HEAD is GET; a WebSocket is its own."""
@@ -116,6 +127,11 @@ class Match:
 
     route: Route | None
     operation: Operation | None
+    path: str = ""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.route.params(self.path) if self.route is not None else {}
 
     @property
     def label(self) -> str:
@@ -146,7 +162,7 @@ class Table:
             route = next((r for r in self.routes if r.regex.match(path)), None)
         if route is None:
             return Match(None, None)
-        return Match(route, route.operation(method))
+        return Match(route, route.operation(method), path)
 
     def __iter__(self) -> Any:
         return iter(self.routes)
