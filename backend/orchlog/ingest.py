@@ -69,14 +69,16 @@ async def accept(
     if not logs:
         return Accepted([], [], rejected)
     ops = before(kept) if callable(before) else before
-    # queued together, in order: the agents exist before their logs (one group commit when it fits)
-    *_, acks = await asyncio.gather(*(rt.writer.submit(op) for op in ops), rt.writer.submit(InsertLogs(logs)))
+    if ops:
+        # queued together, in order: the agents exist before their logs (one group commit when it fits)
+        *_, acks = await asyncio.gather(*(rt.writer.submit(op) for op in ops), rt.writer.submit(InsertLogs(logs)))
+    else:
+        acks = await rt.writer.submit(InsertLogs(logs))
     _count(rt, logs, acks)
     return Accepted(acks, kept, rejected)
 
 
 def _count(rt: Runtime, logs: Sequence[LogIn], acks: Sequence[Ack]) -> None:
-    counter = rt.metrics.ingest_events
     tally: dict[tuple[str, str], int] = {}
     for item, ack in zip(logs, acks, strict=True):
         key = (
@@ -85,4 +87,4 @@ def _count(rt: Runtime, logs: Sequence[LogIn], acks: Sequence[Ack]) -> None:
         )
         tally[key] = tally.get(key, 0) + 1
     for (kind, result), n in tally.items():
-        counter.labels(kind, result).inc(n)
+        rt.metrics.count_ingested(kind, result, n)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -61,6 +62,11 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
         )
         self.sizes: dict[str, int] = {}
+        # labelled children by label values: ``labels()`` parses and locks on every call, which
+        # showed in the 1-event ingest profile (the label sets are bounded by the route table)
+        self._requests: dict[tuple[str, str, str], Any] = {}
+        self._latency: dict[str, Any] = {}
+        self._ingested: dict[tuple[str, str], Any] = {}
 
     def observe_batch(self, events: int, seconds: float) -> None:
         self.batch_events.observe(events)
@@ -68,8 +74,22 @@ class Metrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """``route`` is the route table's declared path (or its one label for unknown paths)."""
-        self.http_seconds.labels(route).observe(seconds)
-        self.http_requests.labels(route, method if method in _METHODS else "other", str(status)).inc()
+        latency = self._latency.get(route)
+        if latency is None:
+            latency = self._latency[route] = self.http_seconds.labels(route)
+        latency.observe(seconds)
+        key = (route, method if method in _METHODS else "other", str(status))
+        requests = self._requests.get(key)
+        if requests is None:
+            requests = self._requests[key] = self.http_requests.labels(*key)
+        requests.inc()
+
+    def count_ingested(self, kind: str, result: str, n: int) -> None:
+        """``n`` events of ``kind`` acknowledged as ``result`` (stored or duplicate)."""
+        child = self._ingested.get((kind, result))
+        if child is None:
+            child = self._ingested[(kind, result)] = self.ingest_events.labels(kind, result)
+        child.inc(n)
 
     def attach(self, stats: Callable[[], Stats]) -> None:
         self.registry.register(_RuntimeCollector(stats, self))

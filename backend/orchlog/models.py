@@ -11,6 +11,7 @@ The vocabulary, bounds, canonical forms, field types and the strict base live in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -162,7 +163,12 @@ EventIn = Annotated[AgentLogEvent | SystemLogEvent, Field(discriminator="kind")]
 LogIn = AgentLogIn | SystemLogIn
 
 
-class Ack(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """One stored (or already stored) item: its id and seq. A plain dataclass, not a model: the
+    writer makes one per event (a model's construction cost 3.6 µs of the ~35 µs an event costs
+    at 100 per request), and orjson writes it as the object the schema documents."""
+
     id: str
     seq: int
     duplicate: bool

@@ -110,8 +110,9 @@ class Writer:
                 f"ingest queue is full ({self._queue.maxsize} requests waiting); retry after the delay",
                 retry_after=self._retry_after,
             ) from None
-        # shield: a client that disconnects must not cancel a write that may already be committed
-        return await asyncio.shield(future)
+        # no shield needed: cancelling this await (a client gone, a shutdown) cancels only the
+        # future; the operation stays queued or in its batch and is written all the same
+        return await future
 
     # -- the loop
     async def _run(self) -> None:

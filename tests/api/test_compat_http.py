@@ -207,3 +207,13 @@ async def test_cors_post_preflight_for_load_chat(mclient: httpx.AsyncClient) -> 
     )
     assert r.status_code in (200, 204), r.text
     assert r.headers.get("access-control-allow-origin") in (FRONTEND, "*")
+
+
+@pytest.mark.parametrize("origin", [None, FRONTEND])
+async def test_every_answer_varies_on_origin(mclient: httpx.AsyncClient, origin: str | None) -> None:
+    """With or without an Origin (agents send none), a cache must not reuse one origin's answer
+    for another: the fast path for requests without Origin keeps Starlette's Vary header."""
+    r = await mclient.get("/health", headers={"Origin": origin} if origin else {})
+    assert r.status_code == 200
+    assert "Origin" in r.headers.get("vary", "")
+    assert ("access-control-allow-origin" in r.headers) == (origin is not None)

@@ -16,7 +16,6 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -24,6 +23,7 @@ from ..config import Settings
 from ..errors import OrchlogError
 from ..origins import LOOPBACK_ORIGIN_REGEX
 from ..runtime import Runtime
+from .cors import CORS
 from .gate import Gate
 from .openapi import openapi_document
 from .responses import JSON, error_response
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None,
             # outermost, so the gate's refusals carry CORS headers too (a page can then ask for a
             # token); it passes requests without an Origin straight through
             Middleware(
-                CORSMiddleware,
+                CORS,
                 allow_origins=sorted(rt.allowed_origins),
                 allow_origin_regex=LOOPBACK_ORIGIN_REGEX,
                 allow_methods=["*"],

@@ -126,7 +126,10 @@ def _schemas() -> dict[str, Any]:
     ]
     out: dict[str, Any] = {}
     for model in models:
-        schema = model.model_json_schema(ref_template=REF, mode="serialization")
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            schema = model.model_json_schema(ref_template=REF, mode="serialization")
+        else:  # a dataclass (Ack)
+            schema = TypeAdapter(model).json_schema(ref_template=REF, mode="serialization")
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema
     out["ClaudeCodeHook"] = {"type": "object", "description": "a Claude Code hook input (its stdin JSON)"}

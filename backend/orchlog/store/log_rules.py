@@ -92,7 +92,7 @@ async def insert_logs(tx: Txn, items: Sequence[LogIn], counter: Counter) -> list
         if known_row is not None:
             if known_row[0] != table:
                 raise _other_kind(index, ident, known_row[0])
-            acks.append(Ack.model_construct(id=ident, seq=known_row[1], duplicate=True))
+            acks.append(Ack(ident, known_row[1], True))
             continue
         seq += 1
         seen[ident] = (table, seq)
@@ -100,7 +100,7 @@ async def insert_logs(tx: Txn, items: Sequence[LogIn], counter: Counter) -> list
             agent_rows.append(agent_row(it, seq))  # type: ignore[arg-type]
         else:
             system_rows.append(system_row(it, seq))
-        acks.append(Ack.model_construct(id=ident, seq=seq, duplicate=False))
+        acks.append(Ack(ident, seq, False))
     if agent_rows:
         await tx.insert_logs("agent_logs", agent_rows)
     if system_rows:
