@@ -91,6 +91,7 @@ __all__ = [
     "canonical_ts",
     "canonical_uuid",
     "format_ts",
+    "id_was_sent",
     "json_depth_over",
     "normalize_level",
     "now_ts",
@@ -98,6 +99,22 @@ __all__ = [
 
 
 # ---------------------------------------------------------------- ingest
+
+
+def _fill_defaults(item: AgentLogIn | SystemLogIn) -> None:
+    """A fresh UUIDv7 and the time now where the client sent none. Set in ``__dict__`` so the
+    fields stay unset: the writer looks up only ids a client chose (``id_was_sent``)."""
+    fields = item.__dict__
+    if fields["id"] is None:
+        fields["id"] = new_id()
+    if fields["timestamp"] is None:
+        fields["timestamp"] = now_ts()
+
+
+def id_was_sent(item: AgentLogIn | SystemLogIn) -> bool:
+    """Whether the client chose this item's id (a retry may repeat it) or the server made it
+    (a fresh UUIDv7 no stored event can have: no duplicate lookup is needed)."""
+    return "id" in item.model_fields_set
 
 
 class AgentLogIn(Strict):
@@ -122,10 +139,7 @@ class AgentLogIn(Strict):
 
     @model_validator(mode="after")
     def _fill(self) -> AgentLogIn:
-        if self.id is None:
-            self.id = new_id()
-        if self.timestamp is None:
-            self.timestamp = now_ts()
+        _fill_defaults(self)
         return self
 
 
@@ -144,10 +158,7 @@ class SystemLogIn(Strict):
 
     @model_validator(mode="after")
     def _fill(self) -> SystemLogIn:
-        if self.id is None:
-            self.id = new_id()
-        if self.timestamp is None:
-            self.timestamp = now_ts()
+        _fill_defaults(self)
         return self
 
 

@@ -95,11 +95,6 @@ def _count(since: str, until: str, bucket_s: int) -> int:
     return hi - lo + 1
 
 
-def _iso(moment: datetime) -> str:
-    """format_ts, with the year zero-padded (an aligned first bucket may start before 1000)."""
-    return f"{moment.year:04d}{format_ts(moment)[len(str(moment.year)) :]}"
-
-
 def reply(p: Plan, counts: Mapping[int, Mapping[str, int]]) -> dict[str, Any]:
     """Every bucket of the plan, empty ones too (a chart needs the gaps), levels in rank order."""
     buckets = []
@@ -107,7 +102,7 @@ def reply(p: Plan, counts: Mapping[int, Mapping[str, int]]) -> dict[str, Any]:
         found = counts.get(index, {})
         buckets.append(
             {
-                "start": _iso(_EPOCH + timedelta(seconds=index * p.bucket_s)),
+                "start": format_ts(_EPOCH + timedelta(seconds=index * p.bucket_s)),
                 "counts": {lv: found[lv] for lv in LEVELS if found.get(lv)},
             }
         )

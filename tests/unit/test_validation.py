@@ -5,13 +5,23 @@ posted item becomes, and the 422 details that name the item index and the field.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from orchlog.config import Limits, Settings
 from orchlog.errors import OrchlogError, ValidationFailed
-from orchlog.models import AgentLogIn, SystemLogIn, canonical_ts, canonical_uuid, normalize_level
+from orchlog.models import (
+    MAX_JSON_DEPTH,
+    AgentLogIn,
+    SystemLogIn,
+    canonical_ts,
+    canonical_uuid,
+    format_ts,
+    id_was_sent,
+    normalize_level,
+)
 from orchlog.validation import MAX_REPORTED, validate_logs, validate_one
 
 DEFAULT = Limits()
@@ -112,3 +122,59 @@ def test_settings_limits_come_from_the_environment_and_bad_ones_name_the_setting
     with pytest.raises(OrchlogError, match="ORCHLOG_PORT"):
         Settings.load(environ={"ORCHLOG_PORT": "70000"})
     assert Settings.load({"port": 9}, environ={"ORCHLOG_PORT": "8"}).port == 9, "flags win over the environment"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "0b1c1d6e-1111-4111-8111-11111111111",  # one digit short
+        "0b1c1d6e-1111-4111-8111-1111111111111",  # one digit long
+        "0b1c1d6e111141118111111111111111x",
+        "",
+    ],
+)
+def test_the_canonical_uuid_fast_path_still_refuses_what_is_not_a_uuid(raw: str) -> None:
+    with pytest.raises(ValueError, match="UUID"):
+        canonical_uuid(raw)
+
+
+@pytest.mark.parametrize(
+    "raw", ["{0B1C1D6E-1111-4111-8111-111111111111}", "urn:uuid:0b1c1d6e-1111-4111-8111-111111111111"]
+)
+def test_other_uuid_spellings_become_canonical(raw: str) -> None:
+    assert canonical_uuid(raw) == "0b1c1d6e-1111-4111-8111-111111111111"
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def test_payload_depth_is_checked_exactly_at_the_limit() -> None:
+    assert AgentLogIn.model_validate(agent(payload=nested(MAX_JSON_DEPTH))).payload
+    found = details("agent_log", [agent(payload=nested(MAX_JSON_DEPTH + 1))])
+    assert found[0]["field"] == "payload" and "deeper" in found[0]["message"]
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    """The bracket count only decides whether to walk the tree; a shallow payload whose strings
+    are full of brackets is walked and passes."""
+    shallow = {"code": "[" * 500 + "{" * 500, "list": [["x"]]}
+    assert AgentLogIn.model_validate(agent(payload=shallow)).payload == shallow
+
+
+def test_only_ids_the_client_chose_count_as_sent() -> None:
+    """The writer looks up (for duplicates) exactly the ids a client sent; a server-made id is a
+    fresh UUIDv7 and is not looked up."""
+    made = AgentLogIn.model_validate(agent())
+    chosen = AgentLogIn.model_validate(agent(id=AGENT))
+    assert not id_was_sent(made) and uuid.UUID(str(made.id)).version == 7
+    assert id_was_sent(chosen) and chosen.id == AGENT
+    assert made.timestamp and made.timestamp.endswith("Z") and len(made.timestamp) == 27
+
+
+def test_times_keep_four_digit_years() -> None:
+    assert format_ts(datetime(1000, 1, 2, 3, 4, 5, 6, tzinfo=UTC)) == "1000-01-02T03:04:05.000006Z"
+    assert format_ts(datetime(2024, 1, 2)) == "2024-01-02T00:00:00.000000Z"  # naive is UTC

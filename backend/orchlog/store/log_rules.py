@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from ..errors import ValidationFailed
-from ..models import Ack, AgentLogIn, LogIn
+from ..models import Ack, AgentLogIn, LogIn, id_was_sent
 from .base import PruneLogs
 from .txn import LOG_TABLES, Counter, Txn
 
@@ -70,8 +70,8 @@ def system_row(item: Any, seq: int) -> tuple[Any, ...]:
 
 
 async def insert_logs(tx: Txn, items: Sequence[LogIn], counter: Counter) -> list[Ack]:
-    """One request: every agent known (one query), ids deduplicated across both tables (one
-    query), seqs for the new rows in one step, one insert per table."""
+    """One request: every agent known (one query), the ids the client chose deduplicated across
+    both tables (one query), seqs for the new rows in one step, one insert per table."""
     agent_ids = {it.agent_id for it in items if isinstance(it, AgentLogIn)}
     if agent_ids:
         known = await tx.known_agents(sorted(agent_ids))
@@ -79,7 +79,8 @@ async def insert_logs(tx: Txn, items: Sequence[LogIn], counter: Counter) -> list
             for index, it in enumerate(items):
                 if isinstance(it, AgentLogIn) and it.agent_id not in known:
                     raise _unknown_agent(index, it.agent_id)
-    seen = await tx.log_ids([str(it.id) for it in items])
+    sent = [str(it.id) for it in items if id_was_sent(it)]  # server-made ids are fresh: not looked up
+    seen = await tx.log_ids(sent) if sent else {}
     agent_rows: list[tuple[Any, ...]] = []
     system_rows: list[tuple[Any, ...]] = []
     acks: list[Ack] = []
