@@ -9,6 +9,7 @@ short module, and so modules that only need a canonical form or a bound import n
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -76,8 +77,19 @@ def format_ts(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
+_second: tuple[int, str] = (0, "")  # the last whole second formatted, and its text
+
+
 def now_ts() -> str:
-    return format_ts(datetime.now(UTC))
+    """``format_ts`` of now, formatting the date and time once per second: every event posted
+    without a timestamp takes one, and a datetime round trip was 1.6 µs of the ~5 µs an event's
+    validation costs."""
+    global _second
+    micros = time.time_ns() // 1000
+    whole, fraction = divmod(micros, 1_000_000)
+    if _second[0] != whole:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{fraction:06d}Z"
 
 
 def canonical_ts(value: Any) -> Any:

@@ -21,6 +21,7 @@ from orchlog.models import (
     format_ts,
     id_was_sent,
     normalize_level,
+    now_ts,
 )
 from orchlog.validation import MAX_REPORTED, validate_logs, validate_one
 
@@ -178,3 +179,11 @@ def test_only_ids_the_client_chose_count_as_sent() -> None:
 def test_times_keep_four_digit_years() -> None:
     assert format_ts(datetime(1000, 1, 2, 3, 4, 5, 6, tzinfo=UTC)) == "1000-01-02T03:04:05.000006Z"
     assert format_ts(datetime(2024, 1, 2)) == "2024-01-02T00:00:00.000000Z"  # naive is UTC
+
+
+def test_now_is_the_canonical_form_of_the_clock() -> None:
+    before = datetime.now(UTC)
+    text = now_ts()
+    after = datetime.now(UTC)
+    assert canonical_ts(text) == text
+    assert format_ts(before) <= text <= format_ts(after)
