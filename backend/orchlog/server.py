@@ -9,6 +9,7 @@ the signal and die by it).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 import socket
@@ -217,6 +218,25 @@ def preflight(settings: Settings) -> int:
     return count
 
 
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector off the ingest path.
+
+    Every event becomes a handful of short-lived containers (its dict, its model, its row), so at
+    CPython's default threshold (a collection per 700 new containers) a 1,000-event request ran
+    dozens of collections, and the full ones walked every object the server had loaded (modules,
+    pydantic schemas): 5 µs of the ~29 µs an event cost. Freezing what exists after startup takes
+    those objects out of every later collection, and a higher first threshold collects the young
+    ones in larger, rarer passes. Reference counting still frees almost everything at once; only
+    cyclic garbage waits, and at most 50,000 new containers' worth of it.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
     preflight(settings)
@@ -242,6 +262,7 @@ def serve(settings: Settings) -> None:
         access_log=False,  # the app writes its own access lines (orchlog.access) with request ids
     )
     config = uvicorn.Config(app, **config_kw)
+    tune_gc()
     server = OrchlogServer(config, runtime)
     access = logging.getLogger("orchlog.access")
     access.addFilter(AccessPolicy(log_all=settings.access_log, slow_s=settings.slow_request_s))
