@@ -46,11 +46,44 @@ class CaptureWsProtocol:
         await self.app(scope, receive, send)
 
 
+FRAMES_CACHED_BYTES = 4 * 1024 * 1024
+
+
+class FrameCache:
+    """Framed bytes of the texts many sockets send alike, made once.
+
+    A server frame is unmasked, so without extensions (no compression) it is the same bytes for
+    every connection: the hub's events encode each text once for everybody, and framing it once
+    too saves every other subscriber an encode, a copy and websockets' frame header code. Keyed
+    by the text itself (the shared ``str`` object: a dict lookup compares its identity first);
+    bounded by bytes, emptied at once when full (the texts worth keeping are the newest)."""
+
+    def __init__(self, max_bytes: int = FRAMES_CACHED_BYTES) -> None:
+        self._frames: dict[str, bytes] = {}
+        self._bytes = 0
+        self._max = max_bytes
+
+    def framed(self, text: str) -> bytes:
+        frame = self._frames.get(text)
+        if frame is None:
+            frame = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=())
+            if self._bytes + len(frame) > self._max:
+                self._frames.clear()
+                self._bytes = 0
+            self._frames[text] = frame
+            self._bytes += len(frame)
+        return frame
+
+
+SHARED_FRAMES = FrameCache()
+
+
 class DirectWriter:
     """Frames text messages and writes a burst of them at once on the captured protocol."""
 
-    def __init__(self, protocol: object) -> None:
+    def __init__(self, protocol: object, cache: FrameCache = SHARED_FRAMES) -> None:
         self._protocol = cast(_LegacyProtocol, protocol)
+        self._cache = cache
 
     @classmethod
     def of(cls, scope: Scope) -> DirectWriter | None:
@@ -63,10 +96,25 @@ class DirectWriter:
         if proto.state is not State.OPEN or proto.transport is None or proto.transport.is_closing():
             return False
         extensions = proto.extensions
-        proto.transport.write(
-            b"".join(Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=extensions) for text in texts)
-        )
+        if extensions:  # compression: each connection's frames are its own
+            data = b"".join(Frame(Opcode.TEXT, t.encode()).serialize(mask=False, extensions=extensions) for t in texts)
+        else:
+            framed = self._cache.framed
+            data = framed(texts[0]) if len(texts) == 1 else b"".join(framed(t) for t in texts)
+        proto.transport.write(data)
         return True
+
+    def idle(self) -> bool:
+        """Open, with nothing waiting in the transport's buffer: a write now goes out at once,
+        in order after everything written before (nothing of this socket's is still queued)."""
+        proto = self._protocol
+        transport = proto.transport
+        return (
+            proto.state is State.OPEN
+            and transport is not None
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() == 0
+        )
 
     async def drain(self) -> None:
         """Wait while the transport's buffer is over its high-water mark (the client reads slowly)."""

@@ -83,15 +83,53 @@ class Follower:
             self._sub = None
 
     async def frames(self) -> AsyncGenerator[Frame, None]:
+        """The stream's frames. One generator, not a wrapper around another: every live frame
+        passes each generator level once, and a level was a measurable part of a delivery."""
         try:
-            async for frame in self._frames():
+            async for frame in self._start():
+                yield frame
+            while not self.stopping.is_set():
+                sub = self._sub
+                assert sub is not None
+                if not await self._wait(sub):
+                    yield {"type": "heartbeat", "head_seq": max(self.hub.cursor, self.cursor)}
+                    continue
+                if sub.revoked:
+                    raise Revoked()
+                while sub.notices:
+                    yield sub.notices.popleft()
+                fresh = self._take(sub)
+                if fresh and self.spec.batch:
+                    for start in range(0, len(fresh), MAX_BATCH):
+                        self._check_time()
+                        yield fresh[start : start + MAX_BATCH]
+                    continue
+                if fresh:
+                    for event in fresh:  # inline, not through _emit: the hottest path there is
+                        self._check_time()
+                        if sub.revoked:  # taken together, sent one by one: stop at a revocation
+                            raise Revoked()
+                        yield event
+                    continue
+                if sub.overflowed:
+                    # we fell behind: leave the fan-out, read the database at our own pace, rejoin
+                    self.catchups += 1
+                    self.hub.unsubscribe(sub)
+                    self._sub = self._subscribe()
+                    async for frame in self._replay():
+                        yield frame
+                elif sub.closed:
+                    return
+            # shutting down: hand over everything committed so far, then the transport says 1001
+            async for frame in self._replay():
                 yield frame
         except _OutOfTime:
             return  # the transport closes with 1001: the client resumes with after=<last seq>
         finally:
             self.close()
 
-    async def _frames(self) -> AsyncGenerator[Frame, None]:
+    async def _start(self) -> AsyncGenerator[Frame, None]:
+        """Subscribe, hello (and a reset if the cursor needs one), the replay, then ``live``."""
         flt = self.spec.filter
         self._sub = self._subscribe()
         meta = await self.store.meta()
@@ -114,42 +152,14 @@ class Follower:
         async for frame in self._replay():
             yield frame
         yield {"type": "live", "seq": self.cursor}
-        while not self.stopping.is_set():
-            sub = self._sub
-            assert sub is not None
-            if not await self._wait(sub):
-                yield {"type": "heartbeat", "head_seq": max(self.hub.cursor, self.cursor)}
-                continue
-            if sub.revoked:
-                raise Revoked()
-            while sub.notices:
-                yield sub.notices.popleft()
-            fresh = self._take(sub)
-            if fresh:
-                async for frame in self._emit(fresh):
-                    yield frame
-                continue
-            if sub.overflowed:
-                # we fell behind: leave the fan-out, read the database at our own pace, rejoin
-                self.catchups += 1
-                self.hub.unsubscribe(sub)
-                self._sub = self._subscribe()
-                async for frame in self._replay():
-                    yield frame
-            elif sub.closed:
-                return
-        # shutting down: hand over everything committed so far, then the transport says 1001
-        async for frame in self._replay():
-            yield frame
 
     def _subscribe(self) -> Subscription:
         return self.hub.subscribe(self.spec.filter, relays=self.spec.relays, owner=self.spec.owner)
 
     def _take(self, sub: Subscription) -> list[Event]:
-        """Queued events above the cursor: one at a time, or everything queued when batching."""
+        """Queued events above the cursor, up to ``MAX_BATCH``: everything one wake brought."""
         out: list[Event] = []
-        limit = MAX_BATCH if self.spec.batch else 1
-        while len(out) < limit:
+        while len(out) < MAX_BATCH:
             event = sub.pop()
             if event is None:
                 break

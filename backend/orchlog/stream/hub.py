@@ -34,13 +34,14 @@ Encoder = Callable[["Event"], str]
 class Event:
     """A committed event shared by every subscriber; each wire encoding is made once."""
 
-    __slots__ = ("_frames", "data", "kind", "seq")
+    __slots__ = ("_batch", "_frames", "data", "kind", "seq")
 
     def __init__(self, kind: str, seq: int, data: Mapping[str, Any]) -> None:
         self.kind = kind
         self.seq = seq
         self.data = data
         self._frames: dict[str, str] = {}
+        self._batch: tuple[tuple[int, ...], str] | None = None  # see batch_native
 
     @classmethod
     def of(cls, stored: StoredEvent) -> Event:
@@ -63,6 +64,21 @@ class Event:
     @property
     def size(self) -> int:
         return len(self.native)
+
+
+def batch_native(events: list[Event]) -> str:
+    """One ``events`` frame of these events, the same ``str`` for every subscriber that takes
+    the same events in one wake (the subscribers of one filter, live): built once, kept on the
+    last event, so the socket layer can frame it once too. The seqs are compared, not assumed:
+    two filters can take different events that end with the same one."""
+    last = events[-1]
+    seqs = tuple(event.seq for event in events)
+    cached = last._batch
+    if cached is not None and cached[0] == seqs:
+        return cached[1]
+    text = '{"type":"events","items":[' + ",".join(event.native for event in events) + "]}"
+    last._batch = (seqs, text)
+    return text
 
 
 def encode_native(event: Event) -> str:
