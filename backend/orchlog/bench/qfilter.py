@@ -90,6 +90,17 @@ def _poll_healthz(port: int, stop: threading.Event, out: list[float], failed: li
         conn.close()
 
 
+def _settle(pid: int, deadline_s: float = 30.0) -> None:
+    """Wait (up to a deadline) until the server is near idle, so that no phase starts while it still
+    works off the last one (a capped phase's backlog, 1,000 sockets just opened or closed)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        cpu0 = proc_cpu_s(pid)
+        time.sleep(0.5)  # a measuring window: CPU seconds only come in clock ticks
+        if proc_cpu_s(pid) - cpu0 < 0.15:  # under 0.3 of a core
+            return
+
+
 def _head(url: str) -> int:
     return int(httpx.get(url + "/api/v1/events", params={"limit": 1}, timeout=60).json()["head_seq"])
 
@@ -106,6 +117,7 @@ def _load_main(url: str, agent: str, events: int, conn: Any) -> None:
 def _phase(srv: ServerProcess, agent: str, events: int, cap_s: float) -> dict[str, Any]:
     """Post ``events`` as fast as the load generator can while /healthz is polled."""
     assert srv.proc is not None
+    _settle(srv.proc.pid)
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     poster = ctx.Process(target=_load_main, args=(srv.url, agent, events, child), daemon=True)
