@@ -9,6 +9,8 @@ while this process GETs ``/healthz`` every ~10 ms on a keep-alive connection; fi
 subscribers, then with the K subscribers (``?q=nomatch-<i>``, one WebSocket each, all in a
 spawned client process) attached.
 A phase that runs past its time cap is stopped and rated by what was committed (``capped``).
+Each phase starts on a near-idle server, and its server CPU per event (``/proc``) is read once the
+server is near idle again, so fan-out work still queued after the last ack is counted.
 """
 
 from __future__ import annotations
@@ -139,6 +141,7 @@ def _phase(srv: ServerProcess, agent: str, events: int, cap_s: float) -> dict[st
     poster.join(30)
     poller.join(70)
     committed = _head(srv.url) - head0
+    _settle(srv.proc.pid)  # the CPU per event includes fan-out work still queued when the acks were in
     cpu = proc_cpu_s(srv.proc.pid) - cpu0
     return {
         "events_per_s": committed / took if capped else float(result["events_per_s"]),
