@@ -1,8 +1,10 @@
-"""The ingest benchmark's own parts (bench/ingest.py, bench/naive.py, bench/prefill.py): the
-baselines must store what they ack, or the ratios orchlog is judged by mean nothing."""
+"""The benchmarks' own parts (bench/ingest.py, naive.py, prefill.py, fanout.py, qfilter.py,
+replay.py): the baselines must store what they ack and every case must count what it claims, or
+the ratios orchlog is judged by mean nothing. The live-path cases run here in tiny sizes."""
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import sys
 from pathlib import Path
@@ -13,6 +15,9 @@ from orchlog.bench.common import free_port
 from orchlog.bench.fanout import run_fanout, table_row
 from orchlog.bench.ingest import _process, bench_raw, parse_rows
 from orchlog.bench.prefill import prefill
+from orchlog.bench.qfilter import run_qfilter
+from orchlog.bench.replay import _dechunk, catchup
+from orchlog.bench.run import issue_table
 
 
 def test_rows_option_reads_suffixes() -> None:
@@ -62,3 +67,43 @@ def test_fanout_bench_counts_every_delivery_and_the_servers_cpu_per_delivery() -
     assert row["delivered"] == row["expected"] > 0
     assert row["server_cpu_us_per_delivery"] > 0
     assert table_row(row).startswith("| 3 subscribers, 100 ev/s, single-event frames |")
+
+
+def test_qfilter_bench_measures_ingest_and_healthz_with_and_without_subscribers() -> None:
+    """Non-matching ``q`` subscribers stay attached and get nothing; both phases are rated (issue 21)."""
+    row = run_qfilter(5, 300, repeat=1, cap_s=60)
+    assert row["attached"] == 5 and row["matched"] == 0 and not row["capped"]
+    assert row["without_events_per_s"] > 0 and row["with_events_per_s"] > 0
+    assert row["x_without"] == round(row["with_events_per_s"] / row["without_events_per_s"], 2)
+    for key in ("without_healthz_p50_ms", "without_healthz_p99_ms", "with_healthz_p50_ms", "with_healthz_p99_ms"):
+        assert row[key] > 0, key
+    assert row["healthz_samples"] >= 1 and row["healthz_not_ok"] == 0
+    table = issue_table([row])
+    assert "| 5 subscribers with 5 distinct non-matching `q` filters | ingest " in table
+    assert f"= {row['x_without']}x of" in table
+
+
+def test_catchup_bench_replays_every_event_over_ws_and_sse() -> None:
+    """The SSE figure sits next to the WS ones, in the record and in the table (issue 21)."""
+    row = catchup(1500, repeat=1)
+    assert row["batched_events_per_s"] > 0 and row["single_events_per_s"] > 0 and row["sse_events_per_s"] > 0
+    assert row["sse_server_us_per_event"] > 0
+    assert row["x_sse_single"] == round(row["sse_events_per_s"] / row["single_events_per_s"], 2)
+    lines = issue_table([row]).splitlines()
+    assert len(lines) == 5 and "over SSE" in lines[-1] and f"{row['sse_events_per_s']:,} ev/s" in lines[-1]
+
+
+def test_sse_dechunking_joins_chunks_split_anywhere() -> None:
+    """The SSE reader's chunked decoder: the same body whatever the read boundaries."""
+    parts = [b"retry: 2000\n\n", b"event: agent_log\nid: 1\ndata: {}\n\n" * 3, b"x" * 300]
+    wire = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+    rng = random.Random(21)
+    for _ in range(50):
+        raw, body, ended, pos = bytearray(), bytearray(), False, 0
+        while not ended:
+            assert pos < len(wire), "the last chunk was never seen"
+            step = rng.randint(1, 40)
+            raw += wire[pos : pos + step]
+            pos += step
+            ended = _dechunk(raw, body)
+        assert bytes(body) == b"".join(parts)

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import fanout, hook, ingest, replay
+from . import fanout, hook, ingest, qfilter, replay
 
 SUITES: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "ingest": lambda quick: ingest.main(quick),
-    "fanout": lambda quick: fanout.main(quick),
+    "fanout": lambda quick: fanout.main(quick) + qfilter.main(quick),
     "catchup": lambda quick: [replay.catchup(200_000 if quick else 1_000_000)],
     "memory": lambda quick: replay.memory((1000,) if quick else (1000, 5000)),
     "tail": lambda quick: [replay.tail_cli(50_000 if quick else 200_000)],
@@ -29,8 +29,10 @@ TABLE_HEAD = "| case | deliveries/s | p50 | p99 | server CPU | note |\n|---|---|
 
 
 def issue_table(rows: list[dict[str, Any]]) -> str:
-    """Fan-out and catch-up rows in the live-path issue's table shape ('' if there are none)."""
+    """Fan-out (with the non-matching ``q`` case) and catch-up rows (WS and SSE) in the live-path
+    issue's table shape ('' if there are none)."""
     lines = [fanout.table_row(r) for r in rows if r["name"] == "fanout"]
+    lines += [qfilter.table_row(r) for r in rows if r["name"] == "qfilter"]
     lines += [line for r in rows if r["name"] == "catchup" for line in replay.table_rows(r)]
     return TABLE_HEAD + "\n" + "\n".join(lines) + "\n" if lines else ""
 
