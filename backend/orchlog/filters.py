@@ -50,6 +50,23 @@ def ascii_lower(text: str) -> str:
     return text.translate(_ASCII_LOWER)
 
 
+Q_FIELDS = {"agent_log": ("content", "summary", "event_type"), "system_log": ("message", "summary")}
+
+
+def q_texts(kind: str, row: Mapping[str, Any], folded: dict[str, str] | None = None) -> list[str]:
+    """The case-folded text fields a stream's ``q`` looks in (a substring of any one of them
+    matches). ``folded`` caches them per event, for the many filters that look at one event."""
+    out = []
+    for name in Q_FIELDS.get(kind, ()):
+        text = folded.get(name) if folded is not None else None
+        if text is None:
+            text = ascii_lower(str(row.get(name) or ""))
+            if folded is not None:
+                folded[name] = text
+        out.append(text)
+    return out
+
+
 def parse_time(name: str, value: str, *, now: datetime | None = None) -> str:
     """An ISO-8601 time, or a duration ago (``90s``, ``10m``, ``2h``, ``1d``, ``1w``)."""
     match = _DURATION.match(value.strip().lower())
@@ -256,16 +273,7 @@ class EventFilter:
                 return False
         q = self.q_folded
         if q:
-            fields = ("content", "summary", "event_type") if kind == "agent_log" else ("message", "summary")
-            for f in fields:
-                text = folded.get(f) if folded is not None else None
-                if text is None:
-                    text = ascii_lower(str(row.get(f) or ""))
-                    if folded is not None:
-                        folded[f] = text
-                if q in text:
-                    return True
-            return False
+            return any(q in text for text in q_texts(kind, row, folded))
         return True
 
     def describe(self) -> dict[str, Any]:

@@ -41,16 +41,38 @@ def test_identical_filters_share_one_group_and_the_index_narrows_by_kind_and_age
     assert len(index) == 3 + 500 + 1 + 2 + 1
     assert index.filters == 5  # MATCH_ALL, q=needle, kind=system_log, agent A, agent B
 
-    def groups(kind: str, agent: str | None = None) -> set[EventFilter]:
-        return {flt for flt, _ in index.candidates(kind, {"agent_id": agent} if agent else {})}
+    def groups(kind: str, agent: str | None = None, text: str = "") -> set[EventFilter]:
+        row = {"agent_id": agent, "content": text, "message": text} if agent else {"message": text}
+        return {flt for flt, _ in index.candidates(kind, row)}
 
-    assert groups("agent_log", A) == {MATCH_ALL, same_q[0].filter, for_a[0].filter}
-    assert groups("agent_log", B) == {MATCH_ALL, same_q[0].filter, for_b.filter}
-    assert groups("system_log") == {MATCH_ALL, same_q[0].filter, systems.filter}
+    assert groups("agent_log", A) == {MATCH_ALL, for_a[0].filter}
+    assert groups("agent_log", A, "a NEEDLE here") == {MATCH_ALL, same_q[0].filter, for_a[0].filter}
+    assert groups("agent_log", B, "needles") == {MATCH_ALL, same_q[0].filter, for_b.filter}
+    assert groups("system_log", text="needle") == {MATCH_ALL, same_q[0].filter, systems.filter}
+    assert groups("system_log", text="need le") == {MATCH_ALL, systems.filter}
     for s in for_a:
         index.discard(s)
-    assert groups("agent_log", A) == {MATCH_ALL, same_q[0].filter}
+    assert groups("agent_log", A, "needle") == {MATCH_ALL, same_q[0].filter}
     assert index.filters == 4 and len(index) == 505
+    for s in same_q:
+        index.discard(s)
+    assert groups("agent_log", A, "needle") == {MATCH_ALL}  # the automaton forgot the word
+
+
+def test_each_distinct_q_is_found_in_one_scan_of_the_event() -> None:
+    """1,000 different words: an event is checked against the filters whose word it contains
+    (and the filter's own match decides, in the field where the word must be)."""
+    index: SubscriptionIndex[Subscription] = SubscriptionIndex()
+    words = [sub(q=[f"word-{i}"]) for i in range(1000)]
+    for s in words:
+        index.add(s)
+    row = {"content": "has word-7 and WORD-99", "summary": "word-123", "event_type": "x"}
+    found = {flt.q for flt, _ in index.candidates("agent_log", row)}
+    assert found >= {"word-7", "word-99", "word-123"}
+    assert found <= {f"word-{i}" for i in (7, 99, 123, 1, 12, 9)}  # prefixes of those words also occur
+    matched = {flt.q for flt, _ in index.candidates("agent_log", row) if flt.matches("agent_log", row)}
+    assert matched == {"word-7", "word-99", "word-123", "word-1", "word-12", "word-9"}
+    assert not index.candidates("system_log", {"message": "nothing here"})
 
 
 @pytest.fixture
@@ -64,8 +86,8 @@ async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
 
 
 async def test_fan_out_gives_the_loop_back_while_it_works(rt: Runtime) -> None:
-    for i in range(2000):  # distinct q filters that match nothing: each one is evaluated per event
-        rt.hub.subscribe(EventFilter.from_params({"q": [f"nomatch-{i}"]}))
+    for i in range(2000):  # distinct filters the index cannot narrow (adw_id): each is evaluated per event
+        rt.hub.subscribe(EventFilter.from_params({"adw_id": [f"nomatch-{i}"]}))
     matching = rt.hub.subscribe(EventFilter.from_params({"q": ["row 7"]}))
     rows = [
         StoredEvent("system_log", seq, {"message": f"row {seq}", "level": "INFO", "timestamp": "2026-01-01T00:00:00Z"})

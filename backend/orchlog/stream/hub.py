@@ -311,7 +311,7 @@ class Hub:
         for stored in rows:
             event = Event.of(stored)
             folded: dict[str, str] = {}
-            for flt, group in subs.candidates(event.kind, event.data):
+            for flt, group in subs.candidates(event.kind, event.data, folded):
                 if flt.matches(event.kind, event.data, folded):
                     for sub in tuple(group):
                         if not sub.offer(event):
