@@ -165,7 +165,12 @@ def json_depth_over(value: Any, limit: int) -> bool:
 def check_json_object(value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
     if value is None:
         return None
-    text = orjson.dumps(value)
+    try:
+        text = orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:  # orjson stops at 255 levels of nesting, far past ours
+        if json_depth_over(value, MAX_JSON_DEPTH):
+            raise ValueError(f"nests objects and arrays deeper than {MAX_JSON_DEPTH} levels") from None
+        raise ValueError(f"cannot be stored as JSON ({exc})") from None
     limit = _limits(info).max_payload_bytes
     if len(text) > limit:
         raise ValueError(f"is {len(text)} bytes of JSON; the limit is {limit}")

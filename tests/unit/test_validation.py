@@ -187,3 +187,8 @@ def test_now_is_the_canonical_form_of_the_clock() -> None:
     after = datetime.now(UTC)
     assert canonical_ts(text) == text
     assert format_ts(before) <= text <= format_ts(after)
+
+
+def test_nesting_past_what_orjson_writes_is_a_422_not_a_crash() -> None:
+    found = details("agent_log", [agent(payload=nested(300))])
+    assert found[0]["field"] == "payload" and "deeper" in found[0]["message"]

@@ -95,7 +95,9 @@ async def test_an_id_is_unique_across_agent_and_system_logs(writer: tuple[Store,
     with pytest.raises(ValidationFailed) as refused:
         await w.submit(InsertLogs([system("same id", id=log.id)]))
     assert refused.value.details[0]["field"] == "id" and refused.value.details[0]["index"] == 0
-    again = await w.submit(InsertLogs([log]))
+    # a retry sends the id it was acked with (the server looks up only ids a client chose)
+    retry = AgentLogIn.model_validate({**log.model_dump(), "id": log.id})
+    again = await w.submit(InsertLogs([retry]))
     assert again[0].duplicate and again[0].seq == first[0].seq
     sys_log = system("a system log")
     await w.submit(InsertLogs([sys_log]))
