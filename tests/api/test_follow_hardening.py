@@ -120,7 +120,8 @@ async def test_nul_in_text_matches_the_same_live_and_on_replay(rt: Runtime) -> N
     acks = await rt.writer.submit(InsertLogs([SystemLogIn(message=t, summary=None) for t in texts]))
     by_seq = {a.seq: t for a, t in zip(acks, texts, strict=True)}
     stored, _ = await rt.store.read_events(MATCH_ALL, after=0, limit=100)
-    assert [by_seq[e.seq] for e in stored] == texts  # NUL survives the round trip
+    assert [by_seq[e.seq] for e in stored] == texts
+    assert [e.data["message"] for e in stored] == texts  # NUL survives the round trip, whole
     for q in ["needle", "NEEDLE", "\x00", "e\x00e", "x\x00y", "dle", "%_", "\\", "plain\x00"]:
         flt = EventFilter.from_params({"q": [q]})
         live = {e.seq for e in stored if flt.matches(e.kind, e.data)}

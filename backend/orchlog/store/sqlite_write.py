@@ -45,7 +45,27 @@ def insert_sql(table: str, cols: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
 
 
-_INSERT = {"agent_logs": insert_sql("agent_logs", AGENT_COLS), "system_logs": insert_sql("system_logs", SYSTEM_COLS)}
+def insert_json_sql(table: str, cols: Sequence[str]) -> str:
+    """One INSERT of every row of a batch, passed as ONE JSON array of row arrays.
+
+    ``executemany`` steps the statement once per row and hands the GIL over around every step:
+    with the event loop's thread runnable on the same core, each hand-over is a thread switch (an
+    800-row batch under load took 39 µs of wall time per row against 12 alone). One statement is
+    one step and one hand-over; SQLite unpacks the rows in C (``json_each`` keeps the array's
+    order, so the seqs go in ascending). Values arrive as the SQL types the JSON holds: text,
+    integer or NULL, which is what the STRICT columns take."""
+    values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(cols)))
+    return f"INSERT INTO {table} ({', '.join(cols)}) SELECT {values} FROM json_each(?)"
+
+
+_INSERT_ROWS = {
+    "agent_logs": insert_sql("agent_logs", AGENT_COLS),
+    "system_logs": insert_sql("system_logs", SYSTEM_COLS),
+}
+_INSERT = {
+    "agent_logs": insert_json_sql("agent_logs", AGENT_COLS),
+    "system_logs": insert_json_sql("system_logs", SYSTEM_COLS),
+}
 
 
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -113,7 +133,13 @@ class _Txn:
 
     async def insert_logs(self, table: str, rows: list[tuple[Any, ...]]) -> None:
         self.dirty = True
-        self.conn.executemany(_INSERT[table], rows)
+        batch = orjson.dumps(rows).decode()
+        if "\\u0000" in batch:
+            # SQLite's JSON functions end a string at an escaped NUL: such a batch binds its
+            # values row by row instead (the text is stored whole)
+            self.conn.executemany(_INSERT_ROWS[table], rows)
+        else:
+            self.conn.execute(_INSERT[table], (batch,))
 
     async def row(self, table: str, ident: str, *, for_update: bool = False) -> dict[str, Any] | None:
         cur = self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (ident,))
