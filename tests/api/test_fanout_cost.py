@@ -116,3 +116,20 @@ async def test_fan_out_gives_the_loop_back_while_it_works(rt: Runtime) -> None:
     assert rt.hub.cursor == 300
     # the loop ran many times during the fan-out (a synchronous fan-out would give it none)
     assert ticks >= 5, f"the loop ran {ticks} times in {took:.2f}s of fan-out (longest gap {max(gaps, default=0):.3f}s)"
+
+
+def test_the_word_automaton_is_rebuilt_only_when_the_words_change() -> None:
+    """A client that overflows and rejoins (unsubscribe + subscribe) with a word others already
+    use must not make the next event rebuild the automaton of every word."""
+    index: SubscriptionIndex[Subscription] = SubscriptionIndex()
+    first, second = sub(q=["needle"]), sub(q=["needle"])
+    index.add(first)
+    assert index.candidates("system_log", {"message": "a needle"})
+    built = index._automaton
+    index.add(second)
+    index.discard(first)
+    index.add(first)
+    assert index._automaton is built
+    assert index.candidates("system_log", {"message": "needle"}) and index._automaton is built
+    index.add(sub(q=["thread"]))
+    assert index._automaton is None  # a new word

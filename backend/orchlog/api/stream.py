@@ -126,6 +126,7 @@ class Outbox:
         self._pending: list[str] = []  # the fast lane (see _put_direct)
         self._pending_bytes = 0
         self._flush_soon = False
+        self._sending = False  # the drain task is sending a burst through the ASGI send
         self._ready = asyncio.Event()
         self._space = asyncio.Event()
 
@@ -133,7 +134,7 @@ class Outbox:
         return len(self.texts) >= OUTBOX_MESSAGES or self.bytes >= OUTBOX_BYTES
 
     async def put(self, text: str) -> None:
-        if self._direct is not None and not self.texts and (self._pending or self._direct.idle()):
+        if self._direct is not None and not self.texts and not self._sending and (self._pending or self._direct.idle()):
             self._put_direct(text)
             return
         while self.full():
@@ -208,8 +209,14 @@ class Outbox:
                     if direct is not None and burst and direct.write(burst):
                         await direct.drain()  # one write for the burst; wait only if the client lags
                     else:
-                        for text in burst:
-                            await ws.send_text(text)
+                        # the ASGI send (the socket was not open for a direct write yet): the fast
+                        # lane waits until this burst is out, or it could overtake its rest
+                        self._sending = True
+                        try:
+                            for text in burst:
+                                await ws.send_text(text)
+                        finally:
+                            self._sending = False
                     if code is not None:
                         return code
                     now = loop.time()

@@ -63,12 +63,12 @@ class SubscriptionIndex(Generic[S]):
         flt = sub.filter
         group = self._groups.get(flt)
         if group is None:
+            if flt.q_folded and flt.q_folded not in self._by_q:
+                self._automaton = None  # a new word (only then: rebuilding costs every word's length)
             group = self._groups[flt] = set()
             for bucket in self._buckets(flt):
                 bucket[flt] = group
         group.add(sub)
-        if flt.q_folded:
-            self._automaton = None
 
     def discard(self, sub: S) -> None:
         if sub not in self._all:
@@ -84,8 +84,8 @@ class SubscriptionIndex(Generic[S]):
             for index in (self._by_kind, self._by_agent, self._by_q):
                 for key in [k for k, v in index.items() if not v]:
                     del index[key]
-        if flt.q_folded:
-            self._automaton = None
+            if flt.q_folded and flt.q_folded not in self._by_q:
+                self._automaton = None  # the last filter with this word is gone
 
     def clear(self) -> None:
         for sub in list(self._all):
