@@ -146,7 +146,7 @@ async def _serve_compat(
             broadcast_type = "adw_updated"
         rt.hub.notify({"type": "relay", "message": {**payload, "type": broadcast_type}}, relay=True)
 
-    await run_socket(websocket, follower.frames(), encode, rt.settings.send_timeout_s, relay)
+    await run_socket(websocket, follower.frames(), encode, rt.settings.send_timeout_s, relay, follower=follower)
 
 
 async def health(request: Request) -> JSON:

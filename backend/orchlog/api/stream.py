@@ -95,7 +95,7 @@ async def stream_ws(ws: WebSocket) -> None:
     try:
         await ws.accept(subprotocol=subprotocol)
         follower = Follower(rt.hub, rt.store, spec, rt.follow_config, rt.stopping)
-        await run_socket(ws, follower.frames(), encode, rt.settings.send_timeout_s)
+        await run_socket(ws, follower.frames(), encode, rt.settings.send_timeout_s, follower=follower)
     finally:
         slot.release()
 
@@ -130,12 +130,23 @@ class Outbox:
         self._ready = asyncio.Event()
         self._space = asyncio.Event()
 
+    @property
+    def direct_capable(self) -> bool:
+        return self._direct is not None
+
     def full(self) -> bool:
         return len(self.texts) >= OUTBOX_MESSAGES or self.bytes >= OUTBOX_BYTES
 
-    async def put(self, text: str) -> None:
-        if self._direct is not None and not self.texts and not self._sending and (self._pending or self._direct.idle()):
+    def put_now(self, text: str) -> bool:
+        """The fast lane if it is open now (see ``_put_direct``); False, and nothing done, if not."""
+        direct = self._direct
+        if direct is not None and not self.texts and not self._sending and (self._pending or direct.idle()):
             self._put_direct(text)
+            return True
+        return False
+
+    async def put(self, text: str) -> None:
+        if self.put_now(text):
             return
         while self.full():
             self._space.clear()
@@ -231,9 +242,21 @@ async def run_socket(
     encoder: Encoder,
     send_timeout: float,
     on_message: OnMessage | None = None,
+    follower: Follower | None = None,
 ) -> None:
-    """Pump frames to the socket while answering the client's pings, until either side ends."""
+    """Pump frames to the socket while answering the client's pings, until either side ends.
+
+    Given the ``follower`` behind ``frames``, live events of a single-event stream can also be
+    handed over by the hub itself while the follower waits (``Follower.direct``): encoded and put
+    in the outbox's fast lane, without waking the pump task."""
     outbox = Outbox(DirectWriter.of(ws.scope))
+    if follower is not None and outbox.direct_capable:
+
+        def send_now(event: Event) -> bool:
+            text = encoder(event)
+            return isinstance(text, str) and outbox.put_now(text)
+
+        follower.send_now = send_now
 
     async def pump() -> None:
         try:

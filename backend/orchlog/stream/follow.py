@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +76,10 @@ class Follower:
         self._sub: Subscription | None = None
         self._flush_until: float | None = None
         self._floor_told = 0  # the highest floor this client has been told about
+        # the transport's synchronous send of one event frame (single-event streams whose socket
+        # keeps up); see ``direct``
+        self.send_now: Callable[[Event], bool] | None = None
+        self._parked = False  # waiting in the live loop with nothing in hand
 
     def close(self) -> None:
         if self._sub is not None:
@@ -91,7 +95,12 @@ class Follower:
             while not self.stopping.is_set():
                 sub = self._sub
                 assert sub is not None
-                if not await self._wait(sub):
+                self._parked = True
+                try:
+                    woke = await self._wait(sub)
+                finally:
+                    self._parked = False
+                if not woke:
                     yield {"type": "heartbeat", "head_seq": max(self.hub.cursor, self.cursor)}
                     continue
                 if sub.revoked:
@@ -154,7 +163,26 @@ class Follower:
         yield {"type": "live", "seq": self.cursor}
 
     def _subscribe(self) -> Subscription:
-        return self.hub.subscribe(self.spec.filter, relays=self.spec.relays, owner=self.spec.owner)
+        sub = self.hub.subscribe(self.spec.filter, relays=self.spec.relays, owner=self.spec.owner)
+        if self.send_now is not None and not self.spec.batch:
+            sub.sink = self.direct
+        return sub
+
+    def direct(self, event: Event) -> bool:
+        """The hub offers a live event: send it now, from the hub's fan-out, if this follower is
+        parked in the live loop (so everything before it is sent and nothing is in hand), the
+        stream is not ending, and the transport can write it at once (``send_now``). Then no
+        task of this stream wakes for it. Anything else: False, and it is queued as always."""
+        if event.seq <= self.cursor:
+            return True  # already sent (replay overlap): the queue would drop it too
+        sub = self._sub
+        if not self._parked or sub is None or sub.revoked or self.stopping.is_set():
+            return False
+        assert self.send_now is not None
+        if not self.send_now(event):
+            return False
+        self.cursor = event.seq
+        return True
 
     def _take(self, sub: Subscription) -> list[Event]:
         """Queued events above the cursor, up to ``MAX_BATCH``: everything one wake brought."""

@@ -102,12 +102,18 @@ class Subscription:
         self.bytes = 0
         self.overflowed = False
         self.closed = False
+        # the reader's own delivery, tried before the inbox (see Follower.direct): True if it
+        # took the event; only ever while nothing is queued, so order is kept
+        self.sink: Callable[[Event], bool] | None = None
         self._wake = asyncio.Event()
 
     def offer(self, event: Event) -> bool:
         """Queue an event; False (and overflowed) if the inbox is full: the hub then forgets us."""
         if self.overflowed or self.closed:
             return False
+        sink = self.sink
+        if sink is not None and not self.events and not self.notices and sink(event):
+            return True
         size = event.size
         if len(self.events) >= self.max_events or self.bytes + size > self.max_bytes:
             self.overflowed = True

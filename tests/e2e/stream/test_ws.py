@@ -392,3 +392,37 @@ async def test_a_burst_of_single_event_frames_written_together_arrives_whole_and
         assert [f["seq"] for f in got] == seqs
         assert triples(got) == triples(await matching(mclient, after=seqs[0] - 1))
         await assert_quiet(ws)
+
+
+async def test_subscribers_joining_while_events_flow_get_each_event_once_in_order(
+    module_server: Server, mclient: httpx.AsyncClient
+) -> None:
+    """Live single-event frames may be sent by the hub itself while a follower waits
+    (Follower.direct). Subscribers that join mid-stream cross from replay to live while posts
+    keep coming: each still gets every event after its start exactly once, in order."""
+    _, agents = await make_agents(mclient, 2)
+    start = await head_seq(mclient)
+    rng = random.Random(5)
+    posted: list[int] = []
+    sockets = []
+    try:
+        for round_ in range(6):
+            sockets.append(await open_ws(module_server, {"after": str(start)}))
+            for _ in range(3):
+                posted += await post(mclient, mixed(agents, rng.randint(1, 40), rng, f"join{round_}"))
+        expected = posted
+        for ws in sockets:
+            hello = await recv(ws)
+            assert hello["type"] == "hello"
+            got: list[int] = []
+            while len(got) < len(expected):
+                frame = await recv(ws)
+                if frame["type"] in ("agent_log", "system_log"):
+                    got.append(frame["seq"])
+                else:
+                    assert frame["type"] in ("live", "heartbeat"), frame
+            assert got == expected
+            await assert_quiet(ws)
+    finally:
+        for ws in sockets:
+            await ws.close()
