@@ -64,9 +64,9 @@ class Metrics:
         self.sizes: dict[str, int] = {}
         # labelled children by label values: ``labels()`` parses and locks on every call, which
         # showed in the 1-event ingest profile (the label sets are bounded by the route table)
-        self._requests: dict[tuple[str, str, str], Any] = {}
-        self._latency: dict[str, Any] = {}
-        self._ingested: dict[tuple[str, str], Any] = {}
+        self._requests: dict[tuple[str, ...], Any] = {}
+        self._latency: dict[tuple[str, ...], Any] = {}
+        self._ingested: dict[tuple[str, ...], Any] = {}
 
     def observe_batch(self, events: int, seconds: float) -> None:
         self.batch_events.observe(events)
@@ -74,28 +74,27 @@ class Metrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """``route`` is the route table's declared path (or its one label for unknown paths)."""
-        latency = self._latency.get(route)
-        if latency is None:
-            latency = self._latency[route] = self.http_seconds.labels(route)
-        latency.observe(seconds)
-        key = (route, method if method in _METHODS else "other", str(status))
-        requests = self._requests.get(key)
-        if requests is None:
-            requests = self._requests[key] = self.http_requests.labels(*key)
-        requests.inc()
+        _child(self._latency, self.http_seconds, route).observe(seconds)
+        method = method if method in _METHODS else "other"
+        _child(self._requests, self.http_requests, route, method, str(status)).inc()
 
     def count_ingested(self, kind: str, result: str, n: int) -> None:
         """``n`` events of ``kind`` acknowledged as ``result`` (stored or duplicate)."""
-        child = self._ingested.get((kind, result))
-        if child is None:
-            child = self._ingested[(kind, result)] = self.ingest_events.labels(kind, result)
-        child.inc(n)
+        _child(self._ingested, self.ingest_events, kind, result).inc(n)
 
     def attach(self, stats: Callable[[], Stats]) -> None:
         self.registry.register(_RuntimeCollector(stats, self))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _child(cache: dict[tuple[str, ...], Any], metric: Counter | Histogram, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once per label set."""
+    child = cache.get(labels)
+    if child is None:
+        child = cache[labels] = metric.labels(*labels)
+    return child
 
 
 _METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})

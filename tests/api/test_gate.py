@@ -10,13 +10,11 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
-from helpers import AppServer, bearer, role_tokens
+from helpers import AppServer, Gated, bearer, gated_server
 from orchlog.api.routes import ROUTES
 from orchlog.api.table import Route
 
@@ -25,21 +23,10 @@ UNKNOWN_PATHS = ("/api/v1/nope", "/api/v1/events/x/y", "/v2/logs", "/a/b/c", "/a
 BAD = "olg_" + "x" * 43
 
 
-@dataclass
-class Gated:
-    server: AppServer
-    tokens: dict[str, str]
-
-
 @pytest.fixture(scope="module")
-def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gated]:
-    db: Path = tmp_path_factory.mktemp("gate") / "orchlog.db"
-    tokens = role_tokens(db)
-    server = AppServer(db, env={"ORCHLOG_INGEST_RATE": "10"}).start()
-    try:
-        yield Gated(server, tokens)
-    finally:
-        server.stop()
+def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gated[AppServer]]:
+    with gated_server(AppServer, tmp_path_factory.mktemp("gate")) as each:
+        yield each
 
 
 def concrete(route: Route) -> str:
@@ -59,7 +46,7 @@ def cases() -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize(("method", "template", "scope"), cases())
 def test_every_method_of_every_route_needs_a_token_unless_declared_open(
-    gated: Gated, method: str, template: str, scope: str
+    gated: Gated[AppServer], method: str, template: str, scope: str
 ) -> None:
     route = next(r for r in ROUTES if r.path == template)
     path = concrete(route)
@@ -88,7 +75,7 @@ def test_every_method_of_every_route_needs_a_token_unless_declared_open(
 
 @pytest.mark.parametrize("path", UNKNOWN_PATHS)
 @pytest.mark.parametrize("method", METHODS)
-def test_unknown_paths_are_refused_without_a_token(gated: Gated, method: str, path: str) -> None:
+def test_unknown_paths_are_refused_without_a_token(gated: Gated[AppServer], method: str, path: str) -> None:
     with gated.server.sync_client() as c:
         assert c.request(method, path).status_code == 401
         assert c.request(method, path, headers=bearer(BAD)).status_code == 401
@@ -99,7 +86,7 @@ def _series(text: str) -> set[str]:
     return {line.split(" ")[0] for line in text.splitlines() if line.startswith("orchlog_http_request")}
 
 
-def test_unknown_paths_do_not_grow_the_metric_series(gated: Gated) -> None:
+def test_unknown_paths_do_not_grow_the_metric_series(gated: Gated[AppServer]) -> None:
     admin = bearer(gated.tokens["admin"])
     with gated.server.sync_client(headers=admin) as c:
         for i in range(5):  # every label an unknown path can make (method x status) exists now

@@ -4,38 +4,25 @@ the table does not declare, need a token (the HTTP matrix is tests/api/test_gate
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from helpers import Server, TokenServer, bearer, role_tokens
+from helpers import Gated, Server, TokenServer, bearer, gated_server
 from orchlog.api.routes import ROUTES
 
 BAD = "olg_" + "x" * 43
 
 
-@dataclass
-class Gated:
-    server: Server
-    tokens: dict[str, str]
-
-
 @pytest.fixture(scope="module")
-def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gated]:
-    db: Path = tmp_path_factory.mktemp("gate") / "orchlog.db"
-    tokens = role_tokens(db)
-    server = TokenServer(db, env={"ORCHLOG_INGEST_RATE": "10"}).start()
-    try:
-        yield Gated(server, tokens)
-    finally:
-        server.stop()
+def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gated[Server]]:
+    with gated_server(TokenServer, tmp_path_factory.mktemp("gate")) as each:
+        yield each
 
 
 @pytest.mark.parametrize("path", [r.path for r in ROUTES if any(op.method == "WEBSOCKET" for op in r.operations)])
-async def test_websockets_need_a_token(gated: Gated, path: str) -> None:
+async def test_websockets_need_a_token(gated: Gated[Server], path: str) -> None:
     url = gated.server.ws + path
     for headers in ({}, bearer(BAD)):
         with pytest.raises((ConnectionClosed, InvalidStatus)) as caught:
@@ -47,7 +34,7 @@ async def test_websockets_need_a_token(gated: Gated, path: str) -> None:
         assert await ws.recv()
 
 
-def test_websocket_paths_that_are_not_routes_are_refused(gated: Gated) -> None:
+def test_websocket_paths_that_are_not_routes_are_refused(gated: Gated[Server]) -> None:
     """A WebSocket to a path the table does not declare never reaches a handler without a token."""
     import asyncio
 

@@ -20,11 +20,13 @@ from .api import (
 from .inproc import AppServer, start_app
 from .server import (
     REPO,
+    Gated,
     Server,
     TokenServer,
     clean_env,
     create_token,
     free_port,
+    gated_server,
     orchlog_cli,
     role_tokens,
     start_server,
@@ -34,6 +36,7 @@ from .wait import wait_until
 __all__ = [
     "REPO",
     "AppServer",
+    "Gated",
     "Server",
     "TokenServer",
     "agent_event",
@@ -42,6 +45,7 @@ __all__ = [
     "clean_env",
     "create_token",
     "free_port",
+    "gated_server",
     "head_seq",
     "history",
     "is_number",

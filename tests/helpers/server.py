@@ -6,6 +6,7 @@ starts the CLI in a subprocess and waits for ``/healthz``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -13,7 +14,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -171,3 +175,25 @@ def create_token(db: Path, name: str, *scopes: str, agents: tuple[str, ...] = ()
 def role_tokens(db: Path) -> dict[str, str]:
     """One token per scope (``read``, ``ingest``, ``admin``) in ``db``, made with the CLI."""
     return {scope: create_token(db, f"{scope}-role", scope) for scope in ("read", "ingest", "admin")}
+
+
+S = TypeVar("S")
+
+
+@dataclass
+class Gated(Generic[S]):
+    server: S
+    tokens: dict[str, str]  # scope -> token
+
+
+@contextlib.contextmanager
+def gated_server(make: Callable[..., Any], root: Path) -> Iterator[Gated[Any]]:
+    """A server (``make``: in-process ``AppServer`` or subprocess ``TokenServer``) with one token
+    per scope and an ingest rate of 10/s, for the gate's matrix tests in either layer."""
+    db = root / "orchlog.db"
+    tokens = role_tokens(db)
+    server = make(db, env={"ORCHLOG_INGEST_RATE": "10"}).start()
+    try:
+        yield Gated(server, tokens)
+    finally:
+        server.stop()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,17 +108,9 @@ class Follower:
                 while sub.notices:
                     yield sub.notices.popleft()
                 fresh = self._take(sub)
-                if fresh and self.spec.batch:
-                    for start in range(0, len(fresh), MAX_BATCH):
-                        self._check_time()
-                        yield fresh[start : start + MAX_BATCH]
-                    continue
                 if fresh:
-                    for event in fresh:  # inline, not through _emit: the hottest path there is
-                        self._check_time()
-                        if sub.revoked:  # taken together, sent one by one: stop at a revocation
-                            raise Revoked()
-                        yield event
+                    for frame in self._emit(fresh):
+                        yield frame
                     continue
                 if sub.overflowed:
                     # we fell behind: leave the fan-out, read the database at our own pace, rejoin
@@ -196,17 +188,20 @@ class Follower:
                 out.append(event)
         return out
 
-    async def _emit(self, events: list[Event]) -> AsyncGenerator[Frame, None]:
-        if not events:
-            return
+    def _emit(self, events: list[Event]) -> Iterator[Frame]:
+        """The frames of events in hand: batches of up to MAX_BATCH, or one by one (stopping at a
+        revocation: events taken together are sent one at a time). A plain generator: the live
+        loop runs it for every wake, and an async one costs a level per frame."""
         if self.spec.batch:
             for start in range(0, len(events), MAX_BATCH):
                 self._check_time()
                 yield events[start : start + MAX_BATCH]
-        else:
-            for event in events:
-                self._check_time()
-                yield event
+            return
+        for event in events:
+            self._check_time()
+            if self._sub is not None and self._sub.revoked:
+                raise Revoked()
+            yield event
 
     def _check_time(self) -> None:
         """Once the server is stopping, a follower flushes for ``shutdown_flush_s`` at most (a long
@@ -260,7 +255,7 @@ class Follower:
                     self.cursor = events[-1].seq
                 if more:
                     ahead = asyncio.ensure_future(self._read_page(self.cursor))
-                async for frame in self._emit(events):
+                for frame in self._emit(events):
                     yield frame
                 if not more:
                     return
