@@ -62,11 +62,22 @@ def test_raw_baseline_reports_rate_and_cpu() -> None:
 
 
 def test_fanout_bench_counts_every_delivery_and_the_servers_cpu_per_delivery() -> None:
-    """Subscribers in their own process; the server's CPU comes from /proc (issue 21)."""
-    row = run_fanout(3, 100, 0.5, False)
-    assert row["delivered"] == row["expected"] > 0
-    assert row["server_cpu_us_per_delivery"] > 0
+    """Subscribers in their own processes (two here: their counts add up); the server's CPU comes
+    from /proc (issue 21)."""
+    row = run_fanout(3, 100, 0.5, False, processes=2)
+    assert row["delivered"] == row["expected"] > 0 and row["client_processes"] == 2
+    assert row["server_cpu_us_per_delivery"] > 0 and row["client_cpu"] > 0
+    assert row["timed"] == row["delivered"]  # 3 subscribers: every message is timed
     assert table_row(row).startswith("| 3 subscribers, 100 ev/s, single-event frames |")
+
+
+def test_fanout_bench_lean_client_counts_what_the_websockets_client_counts() -> None:
+    """The lean client (bench/wsclient.py) is checked against the ``websockets`` library's."""
+    ws, lean = (run_fanout(2, 200, 0.3, True, client=client) for client in ("websockets", "lean"))
+    assert (ws["client"], lean["client"]) == ("websockets", "lean")
+    for row in (ws, lean):  # two runs post a little differently: each counts exactly its own
+        assert row["delivered"] == row["expected"] > 0
+        assert row["timed"] == row["delivered"]  # every message of 2 subscribers is timed
 
 
 def test_qfilter_bench_measures_ingest_and_healthz_with_and_without_subscribers() -> None:

@@ -3,8 +3,16 @@
 Reports deliveries/s, commit-to-receipt latency (the poster stamps ``payload.t`` with the same
 wall clock the subscribers read) and the server's CPU per delivery (from ``/proc/<pid>/stat``),
 for single-event frames and for batched frames (``batch=1``). The subscribers run in their own
-process, so the client's CPU does not compete with the poster's event loop; its CPU share is
-reported too (``client_cpu``, cores) so a saturated client is visible.
+process(es), so the client's CPU does not compete with the poster's event loop; its CPU share is
+reported too (``client_cpu``, cores, summed over ``client_processes``) so a saturated client is
+visible.
+
+The subscribers are ``wsclient``'s lean sockets by default: the ``websockets`` client (kept as
+``client="websockets"`` to cross-check the counts) used 0.85 of a core at 1,000 subscribers and
+fell seconds behind, so those rows measured the client. With 2 cores and the server on one,
+one lean client process beats two (measured: a second one takes CPU from the server), hence
+``SOCKETS_PER_PROCESS``. Latency is timed on a sample, every ``sample_every``-th message of each
+socket (``TIMED_SOCKETS``: about 50 sockets' worth of messages whatever K; see ``wsclient``).
 """
 
 from __future__ import annotations
@@ -12,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import random
 import resource
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +32,11 @@ import httpx
 import orjson
 from websockets.asyncio.client import connect
 
+from . import wsclient
 from .common import ServerProcess, percentile, record, tmpdir
+from .wsclient import Tally
 
+CLIENTS = ("lean", "websockets")
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -43,12 +56,12 @@ async def _setup(url: str) -> str:
         return str(agent.json()["id"])
 
 
-async def _subscriber(
-    url: str, latencies: list[float], counts: list[int], ready: asyncio.Event, stop: asyncio.Event
-) -> None:
+async def _ws_subscriber(url: str, tally: Tally, ready: asyncio.Event, stop: asyncio.Event) -> None:
+    """One socket of the ``websockets`` client: the reference the lean one is checked against."""
     async with connect(url, ping_interval=None, max_size=2**25, compression=None) as ws:
         await ws.recv()  # hello
         ready.set()
+        countdown = random.randrange(tally.sample_every) + 1
         while not stop.is_set():
             try:
                 raw = await asyncio.wait_for(ws.recv(), 0.5)
@@ -57,42 +70,63 @@ async def _subscriber(
             now = time.time()
             frame = orjson.loads(raw)
             kind = frame.get("type")
-            items = frame["items"] if kind == "events" else [frame] if kind == "agent_log" else []
-            for item in items:
-                latencies.append(now - item["data"]["payload"]["t"])
-            counts[0] += len(items)
+            tally.delivered += len(frame["items"]) if kind == "events" else 1 if kind == "agent_log" else 0
+            countdown -= 1
+            if not countdown:
+                countdown = tally.sample_every
+                tally.time_message(raw.encode() if isinstance(raw, str) else raw, now)
 
 
-async def _subscribers(path: str, count: int, conn: Any) -> None:
-    """The client process: open ``count`` sockets, say ready, count until told how many to expect."""
-    latencies: list[float] = []
-    counts = [0]
-    stop = asyncio.Event()
+async def _open_ws(url: str, count: int, tally: Tally, stop: asyncio.Event) -> Callable[[], Awaitable[None]]:
     readies = [asyncio.Event() for _ in range(count)]
-    tasks = [asyncio.create_task(_subscriber(path, latencies, counts, r, stop)) for r in readies]
+    tasks = [asyncio.create_task(_ws_subscriber(url, tally, r, stop)) for r in readies]
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 120)
+
+    async def close() -> None:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    return close
+
+
+async def _open_lean(url: str, count: int, tally: Tally) -> Callable[[], Awaitable[None]]:
+    subs = await asyncio.wait_for(wsclient.open_subscribers(url, count, tally), 120)
+
+    async def close() -> None:
+        await wsclient.close_all(subs)
+
+    return close
+
+
+async def _subscribers(client: str, url: str, count: int, sample_every: int, conn: Any) -> None:
+    """One client process: open ``count`` sockets, say ready, count until told how many to expect."""
+    tally = Tally(sample_every)
+    if client == "websockets":
+        close = await _open_ws(url, count, tally, asyncio.Event())
+    else:
+        close = await _open_lean(url, count, tally)
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     conn.send("ready")
     loop = asyncio.get_running_loop()
     want = await loop.run_in_executor(None, conn.recv)  # the poster is done: how many to expect
     deadline = time.monotonic() + 30
-    while counts[0] < want and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a counter
-        await asyncio.sleep(0.02)
+    while tally.delivered < want and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a counter
+        await asyncio.sleep(0.01)
+    done_at = time.monotonic()
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await close()
     conn.send(
         {
-            "delivered": counts[0],
-            "done_at": time.monotonic(),
-            "latencies": latencies,
+            "delivered": tally.delivered,
+            "done_at": done_at,
+            "latencies": tally.latencies,
             "cpu_s": cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime,
         }
     )
 
 
-def _client_main(path: str, count: int, conn: Any) -> None:
-    asyncio.run(_subscribers(path, count, conn))
+def _client_main(client: str, url: str, count: int, sample_every: int, conn: Any) -> None:
+    wsclient.run(lambda: _subscribers(client, url, count, sample_every, conn))
 
 
 async def _post(url: str, agent: str, rate: int, seconds: float) -> tuple[int, float]:
@@ -122,31 +156,82 @@ async def _post(url: str, agent: str, rate: int, seconds: float) -> tuple[int, f
     return posted, started
 
 
+SOCKETS_PER_PROCESS = 1000  # per client process by default (see the module doc)
+TIMED_SOCKETS = 50  # sample_every = ceil(subscribers / this): about this many sockets' worth of messages timed
+
+
+def default_processes(subscribers: int) -> int:
+    return max(1, -(-subscribers // SOCKETS_PER_PROCESS))
+
+
+def default_sample_every(subscribers: int) -> int:
+    return max(1, -(-subscribers // TIMED_SOCKETS))
+
+
 def run_fanout(
-    subscribers: int, rate: int, seconds: float, batch: bool, env: dict[str, str] | None = None
+    subscribers: int,
+    rate: int,
+    seconds: float,
+    batch: bool,
+    env: dict[str, str] | None = None,
+    *,
+    processes: int | None = None,
+    client: str = "lean",
+    sample_every: int | None = None,
 ) -> dict[str, Any]:
+    """One run: ``subscribers`` sockets over ``processes`` client processes, ``rate`` ev/s for ``seconds``.
+
+    ``client`` is ``lean`` (``wsclient``) or ``websockets`` (the library's client, to cross-check
+    the counts); ``sample_every``: every how many messages of a socket one is timed."""
+    if client not in CLIENTS:
+        raise ValueError(f"client is one of {', '.join(CLIENTS)}, not {client!r}")
+    procs = max(1, min(subscribers, processes or default_processes(subscribers)))
+    every = sample_every or default_sample_every(subscribers)
+    shares = [subscribers // procs + (i < subscribers % procs) for i in range(procs)]
     ctx = multiprocessing.get_context("spawn")
     with ServerProcess(tmpdir() / "fanout.db", env=env or {}) as srv:
         assert srv.proc is not None
         agent = asyncio.run(_setup(srv.url))
         path = f"{srv.ws}/api/v1/stream" + ("?batch=1" if batch else "")
-        parent, child = ctx.Pipe()
-        client = ctx.Process(target=_client_main, args=(path, subscribers, child), daemon=True)
-        client.start()
-        if not parent.poll(150) or parent.recv() != "ready":
-            client.kill()
-            raise RuntimeError("subscribers did not connect")
-        server_cpu0 = proc_cpu_s(srv.proc.pid)
-        posted, started = asyncio.run(_post(srv.url, agent, rate, seconds))
-        want = posted * subscribers
-        parent.send(want)
-        result: dict[str, Any] = parent.recv() if parent.poll(60) else {"delivered": 0, "latencies": [], "cpu_s": 0.0}
-        server_cpu1 = proc_cpu_s(srv.proc.pid)
-        client.join(10)
-    elapsed = max(1e-9, result.get("done_at", time.monotonic()) - started)
-    delivered = int(result["delivered"])
-    ms = [x * 1000 for x in result["latencies"]]
+        pipes, children = [], []
+        try:
+            for share in shares:
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_client_main, args=(client, path, share, every, child), daemon=True)
+                proc.start()
+                child.close()  # the child's end lives in the child: its exit is then an EOF here
+                pipes.append(parent)
+                children.append(proc)
+            deadline = time.monotonic() + 150
+            for parent in pipes:
+                try:
+                    ok = parent.poll(max(0.0, deadline - time.monotonic())) and parent.recv() == "ready"
+                except EOFError:
+                    ok = False
+                if not ok:
+                    raise RuntimeError("subscribers did not connect (see the client's error above)")
+            server_cpu0 = proc_cpu_s(srv.proc.pid)
+            posted, started = asyncio.run(_post(srv.url, agent, rate, seconds))
+            for parent, share in zip(pipes, shares, strict=True):
+                parent.send(posted * share)
+            deadline = time.monotonic() + 60
+            results: list[dict[str, Any]] = [
+                parent.recv() if parent.poll(max(0.0, deadline - time.monotonic())) else {} for parent in pipes
+            ]
+            server_cpu1 = proc_cpu_s(srv.proc.pid)
+            for proc in children:
+                proc.join(10)
+        finally:
+            for proc in children:
+                if proc.is_alive():
+                    proc.kill()
+    want = posted * subscribers
+    done_at = max((r["done_at"] for r in results if "done_at" in r), default=time.monotonic())
+    elapsed = max(1e-9, done_at - started)
+    delivered = sum(int(r.get("delivered", 0)) for r in results)
+    ms = [x * 1000 for r in results for x in r.get("latencies", ())]
     server_cpu = server_cpu1 - server_cpu0
+    client_cpu_s = sum(float(r.get("cpu_s", 0.0)) for r in results)
     return record(
         "fanout",
         subscribers=subscribers,
@@ -161,7 +246,11 @@ def run_fanout(
         max_ms=round(max(ms) if ms else float("nan"), 2),
         server_cpu_us_per_delivery=round(server_cpu * 1e6 / delivered, 2) if delivered else None,
         server_cpu=round(server_cpu / elapsed, 2),
-        client_cpu=round(float(result["cpu_s"]) / elapsed, 2),
+        client_cpu=round(client_cpu_s / elapsed, 2),
+        client=client,
+        client_processes=procs,
+        sample_every=every,
+        timed=len(ms),
     )
 
 
@@ -176,8 +265,8 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def one(subscribers: int, rate: int, seconds: float, batch: bool, repeat: int = 1) -> dict[str, Any]:
-    return median_of([run_fanout(subscribers, rate, seconds, batch) for _ in range(repeat)])
+def one(subscribers: int, rate: int, seconds: float, batch: bool, repeat: int = 1, **options: Any) -> dict[str, Any]:
+    return median_of([run_fanout(subscribers, rate, seconds, batch, **options) for _ in range(repeat)])
 
 
 QUICK_CASES = ((100, 500, False), (100, 1000, True))
@@ -207,6 +296,12 @@ def table_row(row: dict[str, Any]) -> str:
 if __name__ == "__main__":
     import sys
 
-    args = [float(a) for a in sys.argv[1:]]  # subscribers rate seconds batch repeat
+    # subscribers rate seconds batch repeat [--client=lean|websockets] [--processes=N] [--sample-every=N]
+    flags = dict(a.removeprefix("--").split("=", 1) for a in sys.argv[1:] if a.startswith("--"))
+    args = [float(a) for a in sys.argv[1:] if not a.startswith("--")]
     k, r, s, b, n = (args + [100, 1000, 3.0, 0, 1][len(args) :])[:5]
-    print(orjson.dumps(one(int(k), int(r), s, bool(b), int(n))).decode())
+    options: dict[str, Any] = {"client": flags.get("client", "lean")}
+    for name in ("processes", "sample-every"):
+        if name in flags:
+            options[name.replace("-", "_")] = int(flags[name])
+    print(orjson.dumps(one(int(k), int(r), s, bool(b), int(n), **options)).decode())
