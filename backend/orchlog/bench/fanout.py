@@ -291,9 +291,9 @@ def table_row(row: dict[str, Any]) -> str:
     frames = "batched frames (`batch=1`)" if row["batch"] else "single-event frames"
     case = f"{row['subscribers']} subscribers, {row['rate']} ev/s, {frames}"
     lost = row["expected"] - row["delivered"]
-    note = f"median of {row.get('runs', 1)}; client {row['client_cpu']} cores" + (
-        f"; {lost} NOT delivered" if lost else ""
-    )
+    procs = row.get("client_processes", 1)
+    client = f"client {row['client_cpu']} cores" + (f" in {procs} processes" if procs > 1 else "")
+    note = f"median of {row.get('runs', 1)}; {client}" + (f"; {lost} NOT delivered" if lost else "")
     return (
         f"| {case} | {row['deliveries_per_s']:,.0f} | {row['p50_ms']} ms | {row['p99_ms']} ms "
         f"| {row['server_cpu_us_per_delivery']} µs | {note} |"
