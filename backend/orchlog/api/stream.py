@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -27,6 +28,8 @@ from ..stream.hub import Event, batch_native
 from .responses import JSON, error_response, query_lists, runtime
 from .security import chosen_subprotocol, principal_of
 from .wsdirect import DirectWriter
+
+log = logging.getLogger("orchlog.stream")
 
 
 async def ticket(request: Request) -> JSON:
@@ -117,25 +120,34 @@ class Outbox:
     One writer means no lock per send, and one timer per burst (renewed as the burst makes
     progress) instead of one per send: the client that reads nothing for ``send_timeout`` still
     gets 1001, a client that reads gets its burst written back to back. A client that keeps up
-    (nothing queued, nothing in the transport's buffer) skips the queue: see ``_put_direct``."""
+    (nothing queued, nothing in the transport's buffer) skips the queue: see ``_put_direct``.
 
-    def __init__(self, direct: DirectWriter | None = None) -> None:
-        self.texts: deque[str | int] = deque()  # an int is the end: the close code
+    The writing task starts with the first frame that has to wait (``_queue``), and its queue
+    and wake-ups exist only while needed: an idle stream whose client keeps up holds none of
+    them (thousands of idle subscribers, each a few KB lighter)."""
+
+    def __init__(self, ws: WebSocket, send_timeout: float, direct: DirectWriter | None = None) -> None:
+        self._ws = ws
+        self._send_timeout = send_timeout
+        self.texts: deque[str | int] | None = None  # an int is the end: the close code
         self.bytes = 0
         self._direct = direct
         self._pending: list[str] = []  # the fast lane (see _put_direct)
         self._pending_bytes = 0
         self._flush_soon = False
         self._sending = False  # the drain task is sending a burst through the ASGI send
-        self._ready = asyncio.Event()
-        self._space = asyncio.Event()
+        self._ready: asyncio.Future[None] | None = None  # the drain task waits for frames
+        self._space: asyncio.Future[None] | None = None  # a put waits for room
+        self.task: asyncio.Task[int] | None = None  # the drain task, once started
+        self.on_done: Callable[[asyncio.Task[int]], None] | None = None
 
     @property
     def direct_capable(self) -> bool:
         return self._direct is not None
 
     def full(self) -> bool:
-        return len(self.texts) >= OUTBOX_MESSAGES or self.bytes >= OUTBOX_BYTES
+        texts = self.texts
+        return (texts is not None and len(texts) >= OUTBOX_MESSAGES) or self.bytes >= OUTBOX_BYTES
 
     def put_now(self, text: str) -> bool:
         """The fast lane if it is open now (see ``_put_direct``); False, and nothing done, if not."""
@@ -149,11 +161,26 @@ class Outbox:
         if self.put_now(text):
             return
         while self.full():
-            self._space.clear()
-            await self._space.wait()
-        self.texts.append(text)
+            if self._space is None:
+                self._space = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._space)  # one future for every waiting put
+        self._queue().append(text)
         self.bytes += len(text)
-        self._ready.set()
+        self._kick()
+
+    def _queue(self) -> deque[str | int]:
+        if self.texts is None:
+            self.texts = deque()
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._drain())
+            if self.on_done is not None:
+                self.task.add_done_callback(self.on_done)
+        return self.texts
+
+    def _kick(self) -> None:
+        ready = self._ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
 
     def _put_direct(self, text: str) -> None:
         """The fast lane of a client that keeps up (nothing of ours queued or in the transport's
@@ -176,23 +203,32 @@ class Outbox:
         self._pending, self._pending_bytes = [], 0
         assert self._direct is not None
         if not self._direct.write(texts):  # no longer open: the drain task's sends will say so
-            self.texts.extendleft(reversed(texts))
+            self._queue().extendleft(reversed(texts))
             self.bytes += sum(len(t) for t in texts)
-            self._ready.set()
+            self._kick()
 
     def end(self, code: int, *, discard: bool = False) -> None:
         if discard:
             self._pending, self._pending_bytes = [], 0
-            self.texts.clear()
+            if self.texts is not None:
+                self.texts.clear()
             self.bytes = 0
         else:
             self._flush()  # the fast lane's frames go out before the end
-        self.texts.append(code)
-        self._ready.set()
+        self._queue().append(code)
+        self._kick()
+
+    def stop(self) -> asyncio.Task[int] | None:
+        """Cancel the drain task (if any); it is returned to be awaited."""
+        task = self.task
+        if task is not None:
+            task.cancel()
+        return task
 
     def _burst(self) -> tuple[list[str], int | None]:
         """What is queued now (up to ``BURST_BYTES``), and the close code if the end came with it."""
         texts, size = self.texts, 0
+        assert texts is not None  # only the drain task bursts, and it exists because frames were queued
         burst: list[str] = []
         while texts and size < BURST_BYTES:
             item = texts.popleft()
@@ -201,17 +237,24 @@ class Outbox:
             burst.append(item)
             size += len(item)
         self.bytes -= size
-        self._space.set()
+        space = self._space
+        if space is not None:
+            self._space = None
+            if not space.done():
+                space.set_result(None)
         return burst, None
 
-    async def drain(self, ws: WebSocket, send_timeout: float) -> int:
+    async def _drain(self) -> int:
         """Write until the end marker; its close code. TimeoutError if the client stops reading."""
         loop = asyncio.get_running_loop()
-        direct = self._direct
+        direct, ws, send_timeout = self._direct, self._ws, self._send_timeout
         while True:
             if not self.texts:
-                self._ready.clear()
-                await self._ready.wait()
+                self._ready = loop.create_future()
+                try:
+                    await self._ready
+                finally:
+                    self._ready = None
                 continue
             async with asyncio.timeout(send_timeout) as budget:
                 renewed = loop.time()
@@ -236,6 +279,16 @@ class Outbox:
                         renewed = now
 
 
+def _drain_code(task: asyncio.Task[int]) -> int:
+    """The close code the drain task ended with: 1001 if the client stopped reading, else its result."""
+    if task.cancelled():
+        return 0
+    exc = task.exception()
+    if exc is None:
+        return task.result()
+    return CLOSE_GOING_AWAY if isinstance(exc, TimeoutError) else 0
+
+
 async def run_socket(
     ws: WebSocket,
     frames: AsyncGenerator[Frame, None],
@@ -246,10 +299,15 @@ async def run_socket(
 ) -> None:
     """Pump frames to the socket while answering the client's pings, until either side ends.
 
+    Two tasks per stream, not four: the pump (the follower) runs in its own task, the client's
+    messages are read here, in the connection's own task, and the outbox starts its writing task
+    only once a frame has to wait. When the writing ends (the stream's end, or a client that
+    stopped reading) it interrupts the read here, the way ``asyncio.timeout`` does.
+
     Given the ``follower`` behind ``frames``, live events of a single-event stream can also be
     handed over by the hub itself while the follower waits (``Follower.direct``): encoded and put
     in the outbox's fast lane, without waking the pump task."""
-    outbox = Outbox(DirectWriter.of(ws.scope))
+    outbox = Outbox(ws, send_timeout, DirectWriter.of(ws.scope))
     if follower is not None and outbox.direct_capable:
 
         def send_now(event: Event) -> bool:
@@ -287,20 +345,35 @@ async def run_socket(
             elif isinstance(data, dict) and on_message is not None:
                 await on_message(data)
 
+    me = asyncio.current_task()
+    assert me is not None
+    listening = True
+    drained: list[int] = []
+
+    def on_drained(task: asyncio.Task[int]) -> None:
+        drained.append(_drain_code(task))
+        if listening:
+            me.cancel()  # interrupt the read below (taken back there: see ``uncancel``)
+
+    outbox.on_done = on_drained
     pump_task = asyncio.create_task(pump())
-    send_task = asyncio.create_task(outbox.drain(ws, send_timeout))
-    listen_task = asyncio.create_task(listen())
+    cancelling = me.cancelling()
     code = 0
     try:
-        done, _ = await asyncio.wait({send_task, listen_task}, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            exc = task.exception()
-            if exc is None:
-                code = task.result()
-            elif isinstance(exc, TimeoutError):
-                code = CLOSE_GOING_AWAY
+        try:
+            code = await listen()
+        except asyncio.CancelledError:
+            # ours (the drain ended) unless somebody else cancelled this task too
+            if not drained or me.uncancel() > cancelling:
+                raise
+            code = drained[0]
+        except Exception:
+            log.warning("stream %s: reading the client's messages failed; closing", ws.url.path, exc_info=True)
+            code = 0
+        finally:
+            listening = False
     finally:
-        tasks: tuple[asyncio.Task[Any], ...] = (pump_task, send_task, listen_task)
+        tasks = [t for t in (pump_task, outbox.stop()) if t is not None]
         for each in tasks:
             each.cancel()
             with contextlib.suppress(BaseException):

@@ -1,8 +1,9 @@
-"""Several WebSocket messages in ONE transport write, under uvicorn's ``websockets`` implementation.
+"""Several WebSocket messages in ONE transport write, under uvicorn's ``websockets`` implementations.
 
 The ASGI path writes each message with its own ``transport.write`` (a syscall and, on loopback, a
 packet each): for single-event frames that was most of the server's CPU per delivery. When the
-server is uvicorn with the ``websockets`` implementation, the outermost middleware hands the
+server is uvicorn with one of its ``websockets`` implementations (the legacy protocol, or the
+sans-I/O one, ``--ws websockets-sansio``), the outermost middleware hands the
 connection's protocol object to the endpoint (in the scope), and a burst of queued messages is
 framed here (each still its own message, the way ``websockets.broadcast`` frames them) and
 written in one go, then flow control is honoured (``drain``). Anything else (another server,
@@ -19,7 +20,8 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 SCOPE_KEY = "orchlog.ws_protocol"
-UVICORN_WEBSOCKETS = "uvicorn.protocols.websockets.websockets_impl"
+UVICORN_LEGACY = "uvicorn.protocols.websockets.websockets_impl"
+UVICORN_SANSIO = "uvicorn.protocols.websockets.websockets_sansio_impl"
 
 
 class _LegacyProtocol(Protocol):
@@ -32,6 +34,62 @@ class _LegacyProtocol(Protocol):
     async def drain(self) -> None: ...
 
 
+class _SansioConnection(Protocol):
+    state: State
+    extensions: Sequence[Any]
+
+
+class _SansioProtocol(Protocol):
+    """What we use of uvicorn's sans-I/O ``WebSocketsSansIOProtocol``: the websockets
+    ``ServerProtocol`` it drives (state, extensions), its transport, and its flow-control event."""
+
+    conn: _SansioConnection
+    transport: Any
+    writable: Any  # asyncio.Event: cleared while the transport is paused
+
+
+class _Legacy:
+    """The facts a direct write needs, on the legacy protocol."""
+
+    __slots__ = ("_p",)
+
+    def __init__(self, protocol: object) -> None:
+        self._p = cast(_LegacyProtocol, protocol)
+
+    def transport(self) -> Any:
+        return self._p.transport
+
+    def state(self) -> State:
+        return self._p.state
+
+    def extensions(self) -> Sequence[Any]:
+        return self._p.extensions
+
+    async def drain(self) -> None:
+        await self._p.drain()
+
+
+class _Sansio:
+    """The same facts on the sans-I/O protocol (its ``ServerProtocol`` holds state and extensions)."""
+
+    __slots__ = ("_p",)
+
+    def __init__(self, protocol: object) -> None:
+        self._p = cast(_SansioProtocol, protocol)
+
+    def transport(self) -> Any:
+        return self._p.transport
+
+    def state(self) -> State:
+        return self._p.conn.state
+
+    def extensions(self) -> Sequence[Any]:
+        return self._p.conn.extensions
+
+    async def drain(self) -> None:
+        await self._p.writable.wait()
+
+
 class CaptureWsProtocol:
     """Pure ASGI middleware (outermost): remember the uvicorn protocol behind a WebSocket's send."""
 
@@ -41,7 +99,7 @@ class CaptureWsProtocol:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             owner = getattr(send, "__self__", None)
-            if owner is not None and type(owner).__module__ == UVICORN_WEBSOCKETS:
+            if owner is not None and type(owner).__module__ in (UVICORN_LEGACY, UVICORN_SANSIO):
                 scope[SCOPE_KEY] = owner
         await self.app(scope, receive, send)
 
@@ -82,7 +140,7 @@ class DirectWriter:
     """Frames text messages and writes a burst of them at once on the captured protocol."""
 
     def __init__(self, protocol: object, cache: FrameCache = SHARED_FRAMES) -> None:
-        self._protocol = cast(_LegacyProtocol, protocol)
+        self._conn = _Sansio(protocol) if type(protocol).__module__ == UVICORN_SANSIO else _Legacy(protocol)
         self._cache = cache
 
     @classmethod
@@ -92,30 +150,28 @@ class DirectWriter:
 
     def write(self, texts: Sequence[str]) -> bool:
         """Write every message in one transport write; False (nothing written) unless open."""
-        proto = self._protocol
-        if proto.state is not State.OPEN or proto.transport is None or proto.transport.is_closing():
+        if not self._open():
             return False
-        extensions = proto.extensions
+        conn = self._conn
+        extensions = conn.extensions()
         if extensions:  # compression: each connection's frames are its own
             data = b"".join(Frame(Opcode.TEXT, t.encode()).serialize(mask=False, extensions=extensions) for t in texts)
         else:
             framed = self._cache.framed
             data = framed(texts[0]) if len(texts) == 1 else b"".join(framed(t) for t in texts)
-        proto.transport.write(data)
+        conn.transport().write(data)
         return True
+
+    def _open(self) -> bool:
+        conn = self._conn
+        transport = conn.transport()
+        return conn.state() is State.OPEN and transport is not None and not transport.is_closing()
 
     def idle(self) -> bool:
         """Open, with nothing waiting in the transport's buffer: a write now goes out at once,
         in order after everything written before (nothing of this socket's is still queued)."""
-        proto = self._protocol
-        transport = proto.transport
-        return (
-            proto.state is State.OPEN
-            and transport is not None
-            and not transport.is_closing()
-            and transport.get_write_buffer_size() == 0
-        )
+        return self._open() and self._conn.transport().get_write_buffer_size() == 0
 
     async def drain(self) -> None:
         """Wait while the transport's buffer is over its high-water mark (the client reads slowly)."""
-        await self._protocol.drain()
+        await self._conn.drain()

@@ -105,8 +105,9 @@ class Follower:
                     continue
                 if sub.revoked:
                     raise Revoked()
-                while sub.notices:
-                    yield sub.notices.popleft()
+                notices = sub.notices
+                while notices:
+                    yield notices.popleft()
                 fresh = self._take(sub)
                 if fresh:
                     for frame in self._emit(fresh):

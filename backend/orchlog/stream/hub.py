@@ -98,14 +98,16 @@ class Subscription:
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.events: deque[Event] = deque()
-        self.notices: deque[dict[str, Any]] = deque(maxlen=256)
+        self.notices: deque[dict[str, Any]] | None = None  # made on the first notice (most streams get none)
         self.bytes = 0
         self.overflowed = False
         self.closed = False
         # the reader's own delivery, tried before the inbox (see Follower.direct): True if it
         # took the event; only ever while nothing is queued, so order is kept
         self.sink: Callable[[Event], bool] | None = None
-        self._wake = asyncio.Event()
+        # the waiting reader's future, only while it waits: an idle stream holds a future and a
+        # timer, not an asyncio.Event with its deque (thousands of idle streams add up)
+        self._waiter: asyncio.Future[bool] | None = None
 
     def offer(self, event: Event) -> bool:
         """Queue an event; False (and overflowed) if the inbox is full: the hub then forgets us."""
@@ -117,21 +119,24 @@ class Subscription:
         size = event.size
         if len(self.events) >= self.max_events or self.bytes + size > self.max_bytes:
             self.overflowed = True
-            self._wake.set()
+            self._wake()
             return False
         self.events.append(event)
         self.bytes += size
-        self._wake.set()
+        if self._waiter is not None:
+            self._wake()
         return True
 
     def notify(self, notice: dict[str, Any]) -> None:
         if not self.closed:
+            if self.notices is None:
+                self.notices = deque(maxlen=256)
             self.notices.append(notice)
-            self._wake.set()
+            self._wake()
 
     def close(self) -> None:
         self.closed = True
-        self._wake.set()
+        self._wake()
 
     def revoke(self) -> None:
         """The reader may no longer read (its token was revoked): its follower ends the stream."""
@@ -146,20 +151,32 @@ class Subscription:
         return event
 
     async def wait(self, within: float) -> bool:
-        """Wait until something is queued, overflow or close; False on timeout."""
+        """Wait until something is queued, overflow or close; False on timeout. One reader."""
         if self.events or self.notices or self.overflowed or self.closed:
             return True
-        self._wake.clear()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        timer = loop.call_later(within, _settle, waiter, False)
+        self._waiter = waiter
         try:
-            async with asyncio.timeout(within):  # no task per wait (unlike wait_for)
-                await self._wake.wait()
-        except TimeoutError:
-            return False
-        return True
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     def poke(self) -> None:
         """Wake the waiting follower without queuing anything (e.g. the server is stopping)."""
-        self._wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            _settle(waiter, True)
+
+
+def _settle(waiter: asyncio.Future[bool], woke: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(woke)
 
 
 class Hub:
