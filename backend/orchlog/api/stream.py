@@ -185,15 +185,21 @@ class Outbox:
     def _put_direct(self, text: str) -> None:
         """The fast lane of a client that keeps up (nothing of ours queued or in the transport's
         buffer): frames put during one turn of the event loop are written together by a
-        callback at the end of it, one transport write, without waking the drain task. At most
-        ``BURST_BYTES`` wait for it; past that they are written at once."""
+        callback at the end of it (one for every outbox: ``_flush_dirty``), one transport write,
+        without waking the drain task. At most ``BURST_BYTES`` wait for it; past that they are
+        written at once."""
         self._pending.append(text)
         self._pending_bytes += len(text)
         if self._pending_bytes >= BURST_BYTES:
             self._flush()
         elif not self._flush_soon:
             self._flush_soon = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop = asyncio.get_running_loop()
+            dirty = _DIRTY.get(loop)
+            if dirty is None:  # the first outbox this turn: one callback flushes them all
+                dirty = _DIRTY[loop] = []
+                loop.call_soon(_flush_dirty, loop)
+            dirty.append(self)
 
     def _flush(self) -> None:
         self._flush_soon = False
@@ -279,6 +285,19 @@ class Outbox:
                         renewed = now
 
 
+# the outboxes whose fast lane has frames this turn of the loop, flushed by ONE callback at its
+# end (a hub fan-out to 1,000 sockets schedules one callback, not 1,000)
+_DIRTY: dict[asyncio.AbstractEventLoop, list[Outbox]] = {}
+
+
+def _flush_dirty(loop: asyncio.AbstractEventLoop) -> None:
+    for outbox in _DIRTY.pop(loop, ()):
+        try:
+            outbox._flush()
+        except Exception:  # one broken transport must not keep the others' frames back
+            log.exception("writing a stream's frames failed")
+
+
 def _drain_code(task: asyncio.Task[int]) -> int:
     """The close code the drain task ended with: 1001 if the client stopped reading, else its result."""
     if task.cancelled():
@@ -304,14 +323,15 @@ async def run_socket(
     only once a frame has to wait. When the writing ends (the stream's end, or a client that
     stopped reading) it interrupts the read here, the way ``asyncio.timeout`` does.
 
-    Given the ``follower`` behind ``frames``, live events of a single-event stream can also be
-    handed over by the hub itself while the follower waits (``Follower.direct``): encoded and put
-    in the outbox's fast lane, without waking the pump task."""
+    Given the ``follower`` behind ``frames``, live events can also be
+    handed over by the hub itself while the follower waits (``Follower.direct``, and for batched
+    streams ``Follower.direct_batch``): encoded and put in the outbox's fast lane, without waking
+    the pump task."""
     outbox = Outbox(ws, send_timeout, DirectWriter.of(ws.scope))
     if follower is not None and outbox.direct_capable:
 
-        def send_now(event: Event) -> bool:
-            text = encoder(event)
+        def send_now(frame: Event | list[Event]) -> bool:
+            text = encoder(frame)
             return isinstance(text, str) and outbox.put_now(text)
 
         follower.send_now = send_now

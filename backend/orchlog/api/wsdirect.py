@@ -34,7 +34,7 @@ class _LegacyProtocol(Protocol):
     async def drain(self) -> None: ...
 
 
-class _SansioConnection(Protocol):
+class _StateHolder(Protocol):
     state: State
     extensions: Sequence[Any]
 
@@ -43,51 +43,9 @@ class _SansioProtocol(Protocol):
     """What we use of uvicorn's sans-I/O ``WebSocketsSansIOProtocol``: the websockets
     ``ServerProtocol`` it drives (state, extensions), its transport, and its flow-control event."""
 
-    conn: _SansioConnection
+    conn: _StateHolder
     transport: Any
     writable: Any  # asyncio.Event: cleared while the transport is paused
-
-
-class _Legacy:
-    """The facts a direct write needs, on the legacy protocol."""
-
-    __slots__ = ("_p",)
-
-    def __init__(self, protocol: object) -> None:
-        self._p = cast(_LegacyProtocol, protocol)
-
-    def transport(self) -> Any:
-        return self._p.transport
-
-    def state(self) -> State:
-        return self._p.state
-
-    def extensions(self) -> Sequence[Any]:
-        return self._p.extensions
-
-    async def drain(self) -> None:
-        await self._p.drain()
-
-
-class _Sansio:
-    """The same facts on the sans-I/O protocol (its ``ServerProtocol`` holds state and extensions)."""
-
-    __slots__ = ("_p",)
-
-    def __init__(self, protocol: object) -> None:
-        self._p = cast(_SansioProtocol, protocol)
-
-    def transport(self) -> Any:
-        return self._p.transport
-
-    def state(self) -> State:
-        return self._p.conn.state
-
-    def extensions(self) -> Sequence[Any]:
-        return self._p.conn.extensions
-
-    async def drain(self) -> None:
-        await self._p.writable.wait()
 
 
 class CaptureWsProtocol:
@@ -139,8 +97,20 @@ SHARED_FRAMES = FrameCache()
 class DirectWriter:
     """Frames text messages and writes a burst of them at once on the captured protocol."""
 
+    __slots__ = ("_cache", "_drain", "_holder", "_transport")
+
     def __init__(self, protocol: object, cache: FrameCache = SHARED_FRAMES) -> None:
-        self._conn = _Sansio(protocol) if type(protocol).__module__ == UVICORN_SANSIO else _Legacy(protocol)
+        # read per write, so looked up once here: the legacy protocol holds state and extensions
+        # itself, the sans-I/O one in its websockets ``ServerProtocol``; flow control is the
+        # legacy ``drain()`` or the sans-I/O ``writable`` event. The transport is the
+        # connection's for its whole life (set before the application runs).
+        self._holder: _StateHolder
+        if type(protocol).__module__ == UVICORN_SANSIO:
+            sansio = cast(_SansioProtocol, protocol)
+            self._holder, self._drain, self._transport = sansio.conn, sansio.writable.wait, sansio.transport
+        else:
+            legacy = cast(_LegacyProtocol, protocol)
+            self._holder, self._drain, self._transport = legacy, legacy.drain, legacy.transport
         self._cache = cache
 
     @classmethod
@@ -150,28 +120,29 @@ class DirectWriter:
 
     def write(self, texts: Sequence[str]) -> bool:
         """Write every message in one transport write; False (nothing written) unless open."""
-        if not self._open():
+        holder, transport = self._holder, self._transport
+        if holder.state is not State.OPEN or transport is None or transport.is_closing():
             return False
-        conn = self._conn
-        extensions = conn.extensions()
+        extensions = holder.extensions
         if extensions:  # compression: each connection's frames are its own
             data = b"".join(Frame(Opcode.TEXT, t.encode()).serialize(mask=False, extensions=extensions) for t in texts)
         else:
             framed = self._cache.framed
             data = framed(texts[0]) if len(texts) == 1 else b"".join(framed(t) for t in texts)
-        conn.transport().write(data)
+        transport.write(data)
         return True
-
-    def _open(self) -> bool:
-        conn = self._conn
-        transport = conn.transport()
-        return conn.state() is State.OPEN and transport is not None and not transport.is_closing()
 
     def idle(self) -> bool:
         """Open, with nothing waiting in the transport's buffer: a write now goes out at once,
         in order after everything written before (nothing of this socket's is still queued)."""
-        return self._open() and self._conn.transport().get_write_buffer_size() == 0
+        transport = self._transport
+        return (
+            self._holder.state is State.OPEN
+            and transport is not None
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() == 0
+        )
 
     async def drain(self) -> None:
         """Wait while the transport's buffer is over its high-water mark (the client reads slowly)."""
-        await self._conn.drain()
+        await self._drain()

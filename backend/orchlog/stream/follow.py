@@ -76,10 +76,12 @@ class Follower:
         self._sub: Subscription | None = None
         self._flush_until: float | None = None
         self._floor_told = 0  # the highest floor this client has been told about
-        # the transport's synchronous send of one event frame (single-event streams whose socket
-        # keeps up); see ``direct``
-        self.send_now: Callable[[Event], bool] | None = None
+        # the transport's synchronous send of one frame (an event, or a batch of them) when its
+        # socket keeps up; see ``direct``
+        self.send_now: Callable[[Event | list[Event]], bool] | None = None
         self._parked = False  # waiting in the live loop with nothing in hand
+        self._held: list[Event] = []  # batched streams: events the hub handed over, not sent yet
+        self._held_flush = False  # a callback will send them at the end of this loop turn
 
     def close(self) -> None:
         if self._sub is not None:
@@ -95,16 +97,23 @@ class Follower:
             while not self.stopping.is_set():
                 sub = self._sub
                 assert sub is not None
-                self._parked = True
-                try:
-                    woke = await self._wait(sub)
-                finally:
-                    self._parked = False
-                if not woke:
-                    yield {"type": "heartbeat", "head_seq": max(self.hub.cursor, self.cursor)}
-                    continue
+                if not self._held:  # (events handed over while a heartbeat was sent: no waiting)
+                    self._parked = True
+                    try:
+                        woke = await self._wait(sub)
+                    finally:
+                        self._parked = False
+                    if not woke:
+                        yield {"type": "heartbeat", "head_seq": max(self.hub.cursor, self.cursor)}
+                        continue
                 if sub.revoked:
                     raise Revoked()
+                held = self._held
+                if held:  # handed over by the hub (direct_batch), older than anything queued
+                    self._held = []
+                    self.cursor = held[-1].seq
+                    for frame in self._emit(held):
+                        yield frame
                 notices = sub.notices
                 while notices:
                     yield notices.popleft()
@@ -157,8 +166,8 @@ class Follower:
 
     def _subscribe(self) -> Subscription:
         sub = self.hub.subscribe(self.spec.filter, relays=self.spec.relays, owner=self.spec.owner)
-        if self.send_now is not None and not self.spec.batch:
-            sub.sink = self.direct
+        if self.send_now is not None:
+            sub.sink = self.direct_batch if self.spec.batch else self.direct
         return sub
 
     def direct(self, event: Event) -> bool:
@@ -176,6 +185,37 @@ class Follower:
             return False
         self.cursor = event.seq
         return True
+
+    def direct_batch(self, event: Event) -> bool:
+        """The batched form of ``direct``: the events the hub hands over during one turn of the
+        event loop are held and sent as ONE ``events`` frame by a callback at its end (the same
+        frame for every subscriber that holds the same events: see ``batch_native``). If the
+        socket cannot take it then, the follower is woken and sends what is held, before
+        anything queued after it, through its usual path."""
+        if event.seq <= self.cursor:
+            return True
+        sub = self._sub
+        held = self._held
+        if not self._parked or sub is None or sub.revoked or self.stopping.is_set() or len(held) >= MAX_BATCH:
+            return False
+        held.append(event)
+        if not self._held_flush:
+            self._held_flush = True
+            asyncio.get_running_loop().call_soon(self._send_held)
+        return True
+
+    def _send_held(self) -> None:
+        self._held_flush = False
+        held = self._held
+        sub = self._sub
+        if not held or sub is None or sub.revoked:
+            return  # the follower took them (it woke first), or the stream ends without them
+        assert self.send_now is not None
+        if self._parked and self.send_now(held):
+            self._held = []
+            self.cursor = held[-1].seq
+        else:
+            sub.poke()  # the follower sends them (first thing when it wakes)
 
     def _take(self, sub: Subscription) -> list[Event]:
         """Queued events above the cursor, up to ``MAX_BATCH``: everything one wake brought."""

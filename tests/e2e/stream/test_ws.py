@@ -394,12 +394,14 @@ async def test_a_burst_of_single_event_frames_written_together_arrives_whole_and
         await assert_quiet(ws)
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batched"])
 async def test_subscribers_joining_while_events_flow_get_each_event_once_in_order(
-    module_server: Server, mclient: httpx.AsyncClient
+    module_server: Server, mclient: httpx.AsyncClient, batch: bool
 ) -> None:
-    """Live single-event frames may be sent by the hub itself while a follower waits
-    (Follower.direct). Subscribers that join mid-stream cross from replay to live while posts
-    keep coming: each still gets every event after its start exactly once, in order."""
+    """Live frames may be sent by the hub itself while a follower waits (Follower.direct, and
+    direct_batch: the events handed over in one loop turn, held and sent as one frame).
+    Subscribers that join mid-stream cross from replay to live while posts keep coming: each
+    still gets every event after its start exactly once, in order."""
     _, agents = await make_agents(mclient, 2)
     start = await head_seq(mclient)
     rng = random.Random(5)
@@ -407,7 +409,8 @@ async def test_subscribers_joining_while_events_flow_get_each_event_once_in_orde
     sockets = []
     try:
         for round_ in range(6):
-            sockets.append(await open_ws(module_server, {"after": str(start)}))
+            params = {"after": str(start), **({"batch": "1"} if batch else {})}
+            sockets.append(await open_ws(module_server, params))
             for _ in range(3):
                 posted += await post(mclient, mixed(agents, rng.randint(1, 40), rng, f"join{round_}"))
         expected = posted
@@ -419,6 +422,8 @@ async def test_subscribers_joining_while_events_flow_get_each_event_once_in_orde
                 frame = await recv(ws)
                 if frame["type"] in ("agent_log", "system_log"):
                     got.append(frame["seq"])
+                elif frame["type"] == "events":
+                    got += [item["seq"] for item in frame["items"]]
                 else:
                     assert frame["type"] in ("live", "heartbeat"), frame
             assert got == expected
