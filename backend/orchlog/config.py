@@ -110,7 +110,9 @@ class Settings(Limits, BaseSettings):
     replay_page: int = _f(500, "rows per replay page", ge=1)
     heartbeat_s: float = _f(15.0, "idle heartbeat frames, seconds", gt=0)
     ws_impl: Literal["websockets", "websockets-sansio", "wsproto"] = _f(
-        "websockets", "uvicorn's WebSocket implementation (wsproto needs the wsproto package)"
+        "websockets-sansio",
+        "uvicorn's WebSocket implementation: websockets-sansio (default), websockets (legacy, deprecated by"
+        " uvicorn) or wsproto (needs the wsproto package; frames go through the ASGI send one by one)",
     )
     shutdown_flush_s: float = _f(3.0, "on shutdown, streams keep sending what is committed this long, then 1001", gt=0)
     send_timeout_s: float = _f(30.0, "a WebSocket client that reads nothing this long is closed (1001)", gt=0)

@@ -59,12 +59,13 @@ def test_fragments_are_joined_with_control_frames_between_them_returned_as_they_
 @pytest.mark.parametrize(
     "stream",
     [
-        Frame(Opcode.TEXT, b"x").serialize(mask=True, extensions=()),  # masked: servers never mask
+        bytes((0x81, 0x81, 1, 2, 3, 4, ord("x") ^ 1)),  # masked (a fixed key: ids equal on every worker)
         server_frame(Opcode.CONT, b"x"),  # a continuation of nothing
         server_frame(Opcode.TEXT, b"a", fin=False) + server_frame(Opcode.TEXT, b"b"),  # a message inside one
         bytes((0x83, 0)),  # a reserved opcode
         bytes((0xC1, 0)),  # RSV1 (compression) without an extension
     ],
+    ids=["masked", "orphan-continuation", "message-inside-message", "reserved-opcode", "rsv1"],
 )
 def test_frames_a_server_may_not_send_are_errors(stream: bytes) -> None:
     with pytest.raises(ProtocolError):
