@@ -8,13 +8,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import annotated_types
 import pytest
 
 from orchlog.config import Limits, Settings
 from orchlog.errors import OrchlogError, ValidationFailed
+from orchlog.model_fields import Strict, bounded
 from orchlog.models import (
     MAX_JSON_DEPTH,
+    AgentCreate,
     AgentLogIn,
+    EntityPatch,
+    OrchestratorAgentCreate,
+    PromptCreate,
     SystemLogIn,
     canonical_ts,
     canonical_uuid,
@@ -192,3 +198,49 @@ def test_now_is_the_canonical_form_of_the_clock() -> None:
 def test_nesting_past_what_orjson_writes_is_a_422_not_a_crash() -> None:
     found = details("agent_log", [agent(payload=nested(300))])
     assert found[0]["field"] == "payload" and "deeper" in found[0]["message"]
+
+
+def test_over_limit_strings_say_how_long_and_the_limit() -> None:
+    [found] = details("agent_log", [agent(content="x" * 51)], SMALL)
+    assert (found["field"], found["type"]) == ("content", "string_too_long")
+    assert found["message"] == "content is 51 characters long; the limit is 50"
+
+
+@pytest.mark.parametrize(
+    "model", [AgentLogIn, SystemLogIn, AgentCreate, OrchestratorAgentCreate, EntityPatch, PromptCreate]
+)
+def test_every_free_text_field_of_every_client_model_is_bounded(model: type[Strict]) -> None:
+    """``bounded`` holds every ``str`` field to the limits (fail closed: a new field is bounded
+    without anyone listing it); the canonical-form fields (UUIDs, times, levels) are bounded by
+    their forms."""
+    checked = bounded(model, SMALL)
+    text = [name for name, info in model.model_fields.items() if info.annotation in (str, str | None)]
+    canonical = {"id", "agent_id", "orchestrator_agent_id", "timestamp"}
+    assert text, model
+    for name in text:
+        info = checked.model_fields[name]
+        limits = [m.max_length for m in info.metadata if isinstance(m, annotated_types.MaxLen)]
+        if name in canonical:
+            continue
+        assert limits in ([SMALL.max_field_chars], [SMALL.max_content_chars]), (name, info)
+
+
+def test_an_explicit_null_id_or_time_is_made_like_a_missing_one() -> None:
+    [item] = validate_logs("system_log", [{"message": "m", "id": None, "timestamp": None}], DEFAULT)
+    assert uuid.UUID(item.id).version == 7 and canonical_ts(item.timestamp) == item.timestamp
+
+
+def test_a_bad_uuid_is_one_error_on_its_field() -> None:
+    found = details("agent_log", [agent(agent_id="nope"), agent(agent_id=7), agent(id="x")])
+    assert [(d["index"], d["field"], d["message"]) for d in found] == [
+        (0, "agent_id", "not a valid UUID"),
+        (1, "agent_id", "not a valid UUID"),
+        (2, "id", "not a valid UUID"),
+    ]
+
+
+def test_limits_other_than_the_defaults_get_their_own_models() -> None:
+    """``bounded`` is per ``Limits``: a server with other limits never shares a validator."""
+    assert bounded(AgentLogIn, SMALL) is bounded(AgentLogIn, Limits(**SMALL.model_dump()))
+    assert bounded(AgentLogIn, SMALL) is not bounded(AgentLogIn, DEFAULT)
+    assert validate_logs("agent_log", [agent(content="x" * 51)], DEFAULT)

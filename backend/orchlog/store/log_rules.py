@@ -79,14 +79,14 @@ async def insert_logs(tx: Txn, items: Sequence[LogIn], counter: Counter) -> list
             for index, it in enumerate(items):
                 if isinstance(it, AgentLogIn) and it.agent_id not in known:
                     raise _unknown_agent(index, it.agent_id)
-    sent = [str(it.id) for it in items if id_was_sent(it)]  # server-made ids are fresh: not looked up
+    sent = [it.id for it in items if id_was_sent(it)]  # server-made ids are fresh: not looked up
     seen = await tx.log_ids(sent) if sent else {}
     agent_rows: list[tuple[Any, ...]] = []
     system_rows: list[tuple[Any, ...]] = []
     acks: list[Ack] = []
     seq = counter.value
     for index, it in enumerate(items):
-        ident = str(it.id)
+        ident = it.id
         is_agent = isinstance(it, AgentLogIn)
         table = "agent_logs" if is_agent else "system_logs"
         known_row = seen.get(ident)
