@@ -175,6 +175,23 @@ EventId = Annotated[str, GetPydanticSchema(_event_id_schema), _NULLABLE_STRING]
 EventTime = Annotated[
     str, BeforeValidator(lambda value: now_ts() if value is None else canonical_ts(value)), _NULLABLE_STRING
 ]
+
+
+def _json_object_schema(_source: Any, _handler: GetCoreSchemaHandler) -> CoreSchema:
+    """A dict, taken as it is from Python (what ``orjson.loads`` made): no copy of its top level
+    (``dict[str, Any]`` copied it, 0.27 µs an event). Its keys and values are checked where it
+    is encoded (``check_json_object``, the models' after-validator of the field)."""
+    return core_schema.json_or_python_schema(
+        json_schema=core_schema.dict_schema(core_schema.str_schema(), core_schema.any_schema()),
+        python_schema=core_schema.custom_error_schema(core_schema.is_instance_schema(dict), "dict_type"),
+    )
+
+
+JsonObject = Annotated[
+    dict[str, Any],
+    GetPydanticSchema(_json_object_schema),
+    WithJsonSchema({"type": "object", "additionalProperties": True}),
+]
 Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 Money = Annotated[
     Decimal,

@@ -36,6 +36,7 @@ from .model_fields import (
     Count,
     EventId,
     EventTime,
+    JsonObject,
     Kind,
     Level,
     Money,
@@ -123,7 +124,7 @@ class AgentLogIn(Strict):
     event_type: str = Field(min_length=1)
     level: Level = "INFO"
     content: str | None = None
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: JsonObject = Field(default_factory=dict)
     summary: str | None = None
     timestamp: EventTime = Field(default_factory=now_ts)
 
@@ -138,7 +139,7 @@ class SystemLogIn(Strict):
     adw_id: str | None = None
     adw_step: str | None = None
     summary: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
     timestamp: EventTime = Field(default_factory=now_ts)
 
     _metadata_size = field_validator("metadata")(json_object_field)
@@ -181,7 +182,7 @@ class OrchestratorAgentCreate(Strict):
     output_tokens: Count = 0
     total_cost: Money = Decimal(0)
     archived: bool = False
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
 
     _metadata_size = field_validator("metadata")(json_object_field)
 
@@ -202,7 +203,7 @@ class AgentCreate(Strict):
     output_tokens: Count = 0
     total_cost: Money = Decimal(0)
     archived: bool = False
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
 
     _metadata_size = field_validator("metadata")(json_object_field)
 
@@ -221,7 +222,7 @@ class EntityPatch(Strict):
     adw_id: str | None = None
     adw_step: str | None = None
     archived: bool | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
     input_tokens: Count | None = None
     output_tokens: Count | None = None
     total_cost: Money | None = None

@@ -244,3 +244,17 @@ def test_limits_other_than_the_defaults_get_their_own_models() -> None:
     assert bounded(AgentLogIn, SMALL) is bounded(AgentLogIn, Limits(**SMALL.model_dump()))
     assert bounded(AgentLogIn, SMALL) is not bounded(AgentLogIn, DEFAULT)
     assert validate_logs("agent_log", [agent(content="x" * 51)], DEFAULT)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ([1], "Input should be a valid dictionary"),
+        ("{}", "Input should be a valid dictionary"),
+        ({1: "a"}, "cannot be stored as JSON"),  # only Python callers can build these
+        ({"n": 2**64}, "cannot be stored as JSON"),
+    ],
+)
+def test_a_payload_that_is_not_a_json_object_is_a_422_on_payload(payload: Any, message: str) -> None:
+    [found] = details("agent_log", [agent(payload=payload)])
+    assert found["field"] == "payload" and message in found["message"], found
