@@ -234,7 +234,11 @@ def check_json_object(value: dict[str, Any] | None, max_bytes: int) -> dict[str,
         raise ValueError(f"is {len(text)} bytes of JSON; the limit is {max_bytes}")
     # each level of nesting opens a bracket, so fewer brackets than the limit (counted in C, the
     # common case) cannot nest deeper: only then is the tree walked
-    if text.count(b"{") + text.count(b"[") > MAX_JSON_DEPTH and json_depth_over(value, MAX_JSON_DEPTH):
+    if (
+        len(text) > 2 * MAX_JSON_DEPTH  # deeper nesting needs that many brackets, opening and closing
+        and text.count(b"{") + text.count(b"[") > MAX_JSON_DEPTH
+        and json_depth_over(value, MAX_JSON_DEPTH)
+    ):
         raise ValueError(f"nests objects and arrays deeper than {MAX_JSON_DEPTH} levels")
     return value
 

@@ -2,8 +2,8 @@
 
 Ingest models are strict (unknown fields rejected) and normalise on the way in, so the store only
 ever sees canonical values: lower-case UUIDs, upper-case levels, UTC times as
-``YYYY-MM-DDTHH:MM:SS.ffffffZ``. Size limits come from ``Limits`` through the validation context
-(``model_validate(data, context={"limits": limits})``), so tests and servers can set their own.
+``YYYY-MM-DDTHH:MM:SS.ffffffZ``. Size limits come from ``Limits``: client input is validated by
+``bounded(Model, limits)`` (``orchlog.validation``), so tests and servers can set their own.
 
 The vocabulary, bounds, canonical forms, field types and the strict base live in ``model_fields``
 (so this module holds only the models); every name is re-exported here as before.
