@@ -246,3 +246,27 @@ async def test_a_batch_of_any_size_is_stored_whole_in_order(setup: Setup, rows: 
     assert [(seq, ident) for seq, ident, _, _ in got] == [(a.seq, a.id) for a in acks]
     assert [content for _, _, content, _ in got] == texts
     assert [payload for _, _, _, payload in got] == [orjson.dumps(p).decode() for p in payloads]
+
+
+async def test_a_request_failing_in_a_later_insert_statement_leaves_none_of_its_rows(setup: Setup) -> None:
+    """A request of more rows than one statement holds is inserted by several statements; when a
+    later one fails in the database (here a trigger refuses the last row), the request's earlier
+    rows are rolled back with it, and the request queued beside it commits whole."""
+    blocker = sqlite3.connect(setup.path, isolation_level=None)
+    try:
+        blocker.execute(
+            "CREATE TRIGGER refuse_boom BEFORE INSERT ON agent_logs WHEN new.content = 'boom' "
+            "BEGIN SELECT RAISE(ABORT, 'boom refused'); END"
+        )
+    finally:
+        blocker.close()
+    head = await setup.store.head_seq()
+    doomed = InsertLogs([*agent_logs(setup.agent, 1100, "doomed").items, *agent_logs(setup.agent, 1, "x").items])
+    doomed.items[-1].content = "boom"
+    results = await asyncio.gather(
+        setup.writer.submit(doomed), setup.writer.submit(agent_logs(setup.agent, 3, "fine")), return_exceptions=True
+    )
+    assert isinstance(results[0], ValidationFailed), results[0]
+    assert [a.seq for a in results[1]] == [head + 1, head + 2, head + 3]  # type: ignore[union-attr]
+    contents = [e.data["content"] for e in await all_events(setup.store) if e.seq > head]
+    assert contents == ["fine 0", "fine 1", "fine 2"]
