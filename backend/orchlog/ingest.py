@@ -79,16 +79,16 @@ async def accept(
 
 
 def _count(rt: Runtime, kind: str, logs: Sequence[LogIn], acks: Sequence[Ack]) -> None:
-    """The ingested-events counters: per item only on the mixed route (``event``)."""
-    kinds: Sequence[str] = (
-        ["agent_log" if isinstance(item, AgentLogIn) else "system_log" for item in logs] if kind == "event" else ()
-    )
+    """The ingested-events counters; item by item only on the mixed route (``event``)."""
     tally: dict[tuple[str, str], int] = {}
-    if kinds:
-        for item_kind, ack in zip(kinds, acks, strict=True):
-            key = (item_kind, "duplicate" if ack.duplicate else "stored")
+    if kind == "event":
+        for item, ack in zip(logs, acks, strict=True):
+            key = (
+                "agent_log" if isinstance(item, AgentLogIn) else "system_log",
+                "duplicate" if ack.duplicate else "stored",
+            )
             tally[key] = tally.get(key, 0) + 1
-    else:
+    else:  # one kind: only the duplicates are counted
         duplicates = sum(1 for ack in acks if ack.duplicate)
         tally = {(kind, "duplicate"): duplicates, (kind, "stored"): len(acks) - duplicates}
     for (item_kind, result), n in tally.items():

@@ -133,14 +133,14 @@ def normalize_level(value: Any) -> Any:
     return value
 
 
-def _uuid_schema(_source: Any, _handler: GetCoreSchemaHandler) -> CoreSchema:
+def _uuids(other: Any) -> CoreSchema:
     """A canonical UUID (what clients send) is matched in pydantic-core, with no Python call;
-    any other spelling (upper case, braces, ``urn:uuid:``, a ``uuid.UUID``) is parsed by
-    ``canonical_uuid``. One error either way, on the field: ``not a valid UUID``."""
+    anything else goes to ``other`` (``canonical_uuid``: upper case, braces, ``urn:uuid:``, a
+    ``uuid.UUID``). One error either way, on the field: ``not a valid UUID``."""
     return core_schema.union_schema(
         [
             core_schema.str_schema(pattern=f"^{_CANONICAL_UUID.pattern}$"),
-            core_schema.no_info_before_validator_function(canonical_uuid, core_schema.str_schema()),
+            core_schema.no_info_before_validator_function(other, core_schema.str_schema()),
         ],
         mode="left_to_right",
         custom_error_type="uuid_invalid",
@@ -148,30 +148,19 @@ def _uuid_schema(_source: Any, _handler: GetCoreSchemaHandler) -> CoreSchema:
     )
 
 
-UUIDStr = Annotated[str, GetPydanticSchema(_uuid_schema), WithJsonSchema({"type": "string"})]
+def _new_if_null(value: Any) -> Any:
+    return new_id() if value is None else canonical_uuid(value)
+
+
+UUIDStr = Annotated[str, GetPydanticSchema(lambda _s, _h: _uuids(canonical_uuid)), WithJsonSchema({"type": "string"})]
 _NULLABLE_STRING = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]})
-
-
-def _event_id_schema(_source: Any, _handler: GetCoreSchemaHandler) -> CoreSchema:
-    """``UUIDStr``, and an explicit ``null`` becomes a fresh id (what no id at all gets)."""
-    return core_schema.union_schema(
-        [
-            core_schema.str_schema(pattern=f"^{_CANONICAL_UUID.pattern}$"),
-            core_schema.no_info_before_validator_function(
-                lambda value: new_id() if value is None else canonical_uuid(value), core_schema.str_schema()
-            ),
-        ],
-        mode="left_to_right",
-        custom_error_type="uuid_invalid",
-        custom_error_message="not a valid UUID",
-    )
 
 
 # An event's id and time: the client's (canonical), else made at validation (a UUIDv7, now) by
 # the field's default factory (``Field(default_factory=new_id)``), not by a validator: nothing
 # runs in Python for an event that sends neither but the factory, and the field stays out of
 # ``model_fields_set`` (``id_was_sent``).
-EventId = Annotated[str, GetPydanticSchema(_event_id_schema), _NULLABLE_STRING]
+EventId = Annotated[str, GetPydanticSchema(lambda _s, _h: _uuids(_new_if_null)), _NULLABLE_STRING]
 EventTime = Annotated[
     str, BeforeValidator(lambda value: now_ts() if value is None else canonical_ts(value)), _NULLABLE_STRING
 ]
