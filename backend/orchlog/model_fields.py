@@ -133,37 +133,54 @@ def normalize_level(value: Any) -> Any:
     return value
 
 
-def _uuids(other: Any) -> CoreSchema:
-    """A canonical UUID (what clients send) is matched in pydantic-core, with no Python call;
-    anything else goes to ``other`` (``canonical_uuid``: upper case, braces, ``urn:uuid:``, a
-    ``uuid.UUID``). One error either way, on the field: ``not a valid UUID``."""
-    return core_schema.union_schema(
-        [
-            core_schema.str_schema(pattern=f"^{_CANONICAL_UUID.pattern}$"),
-            core_schema.no_info_before_validator_function(other, core_schema.str_schema()),
-        ],
-        mode="left_to_right",
-        custom_error_type="uuid_invalid",
-        custom_error_message="not a valid UUID",
+def _canonical(pattern: str, parse: Any, error: tuple[str, str]) -> GetPydanticSchema:
+    """A value already in its canonical form (what our clients send) is matched by ``pattern``
+    in pydantic-core, with no Python call; anything else goes to ``parse``, the Python function
+    that makes the canonical form (or refuses). One error either way, on the field."""
+    return GetPydanticSchema(
+        lambda _source, _handler: core_schema.union_schema(
+            [
+                core_schema.str_schema(pattern=pattern),
+                core_schema.no_info_before_validator_function(parse, core_schema.str_schema()),
+            ],
+            mode="left_to_right",
+            custom_error_type=error[0],
+            custom_error_message=error[1],
+        )
     )
 
 
-def _new_if_null(value: Any) -> Any:
+# canonical_uuid's fast path, in pydantic-core
+_UUID_PATTERN = f"^{_CANONICAL_UUID.pattern}$"
+# format_ts's output, for days 01-28 only: those are valid in every month, so matching the pattern
+# is the whole check (the 29th-31st go through canonical_ts, which knows the calendar)
+_TS_PATTERN = r"^[1-9]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z$"
+_BAD_UUID = ("uuid_invalid", "not a valid UUID")
+_BAD_TIME = (
+    "time_invalid",
+    f"not an ISO-8601 time in the years {MIN_YEAR} to {MAX_YEAR} UTC (e.g. 2024-01-02T03:04:05.123456Z)",
+)
+
+
+def _new_id_if_null(value: Any) -> Any:
     return new_id() if value is None else canonical_uuid(value)
 
 
-UUIDStr = Annotated[str, GetPydanticSchema(lambda _s, _h: _uuids(canonical_uuid)), WithJsonSchema({"type": "string"})]
-_NULLABLE_STRING = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]})
+def _now_if_null(value: Any) -> Any:
+    return now_ts() if value is None else canonical_ts(value)
 
+
+_NULLABLE_STRING = WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]})
+_STRING = WithJsonSchema({"type": "string"})
+UUIDStr = Annotated[str, _canonical(_UUID_PATTERN, canonical_uuid, _BAD_UUID), _STRING]
+Timestamp = Annotated[str, _canonical(_TS_PATTERN, canonical_ts, _BAD_TIME), _STRING]
 
 # An event's id and time: the client's (canonical), else made at validation (a UUIDv7, now) by
 # the field's default factory (``Field(default_factory=new_id)``), not by a validator: nothing
 # runs in Python for an event that sends neither but the factory, and the field stays out of
-# ``model_fields_set`` (``id_was_sent``).
-EventId = Annotated[str, GetPydanticSchema(lambda _s, _h: _uuids(_new_if_null)), _NULLABLE_STRING]
-EventTime = Annotated[
-    str, BeforeValidator(lambda value: now_ts() if value is None else canonical_ts(value)), _NULLABLE_STRING
-]
+# ``model_fields_set`` (``id_was_sent``). An explicit ``null`` is made the same way.
+EventId = Annotated[str, _canonical(_UUID_PATTERN, _new_id_if_null, _BAD_UUID), _NULLABLE_STRING]
+EventTime = Annotated[str, _canonical(_TS_PATTERN, _now_if_null, _BAD_TIME), _NULLABLE_STRING]
 
 
 def _json_object_schema(_source: Any, _handler: GetCoreSchemaHandler) -> CoreSchema:
@@ -187,7 +204,6 @@ Money = Annotated[
     Field(ge=0, le=MAX_MONEY, max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES),
     AfterValidator(lambda value: value if value else Decimal(0)),  # -0 is 0
 ]
-Timestamp = Annotated[str, BeforeValidator(canonical_ts)]
 Level = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(normalize_level)]
 
 

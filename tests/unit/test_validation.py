@@ -10,10 +10,13 @@ from typing import Any
 
 import annotated_types
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
 from orchlog.config import Limits, Settings
 from orchlog.errors import OrchlogError, ValidationFailed
-from orchlog.model_fields import Strict, bounded
+from orchlog.model_fields import Strict, Timestamp, UUIDStr, bounded
 from orchlog.models import (
     MAX_JSON_DEPTH,
     AgentCreate,
@@ -258,3 +261,46 @@ def test_limits_other_than_the_defaults_get_their_own_models() -> None:
 def test_a_payload_that_is_not_a_json_object_is_a_422_on_payload(payload: Any, message: str) -> None:
     [found] = details("agent_log", [agent(payload=payload)])
     assert found["field"] == "payload" and message in found["message"], found
+
+
+def _either(parse: Any, value: Any) -> Any:
+    try:
+        return parse(value)
+    except (ValueError, ValidationError):
+        return "refused"
+
+
+@given(
+    st.one_of(
+        st.datetimes(min_value=datetime(999, 12, 30), max_value=datetime(9999, 12, 31)).map(
+            lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # mostly canonical already
+        ),
+        st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}[Zz]\Z"),  # any digits
+    )
+)
+@example("2023-02-28T23:59:59.999999Z")
+@example("2023-02-29T00:00:00.000000Z")
+@example("2024-02-29T00:00:00.000000Z")
+@example("2024-04-31T00:00:00.000000Z")
+@example("2024-01-01T24:00:00.000000Z")
+@example("2024-01-01T00:00:60.000000Z")
+@example("0999-12-31T23:59:59.999999Z")
+@example("1000-01-01T00:00:00.000000z")
+def test_the_native_time_fast_path_agrees_with_canonical_ts(text: str) -> None:
+    """A time in the canonical form is accepted by pydantic-core's pattern, without Python: for
+    every such string it gives what canonical_ts gives, and refuses what canonical_ts refuses
+    (February 30th, hour 24, year 0999)."""
+    native = TypeAdapter(Timestamp).validate_python
+    assert _either(native, text) == _either(canonical_ts, text)
+
+
+@given(st.uuids().map(str) | st.text(alphabet="0123456789abcdefABCDEF-{}", min_size=30, max_size=40))
+def test_the_native_uuid_fast_path_agrees_with_canonical_uuid(text: str) -> None:
+    native = TypeAdapter(UUIDStr).validate_python
+    assert _either(native, text) == _either(canonical_uuid, text)
+
+
+def test_times_are_refused_with_one_clear_error() -> None:
+    found = details("system_log", [{"message": "m", "timestamp": t} for t in ("yesterday", "2023-02-29T00:00:00Z")])
+    assert [(d["index"], d["field"]) for d in found] == [(0, "timestamp"), (1, "timestamp")]
+    assert all("ISO-8601" in d["message"] and "1000 to 9999" in d["message"] for d in found)
