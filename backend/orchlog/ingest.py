@@ -74,17 +74,23 @@ async def accept(
         *_, acks = await asyncio.gather(*(rt.writer.submit(op) for op in ops), rt.writer.submit(InsertLogs(logs)))
     else:
         acks = await rt.writer.submit(InsertLogs(logs))
-    _count(rt, logs, acks)
+    _count(rt, kind, logs, acks)
     return Accepted(acks, kept, rejected)
 
 
-def _count(rt: Runtime, logs: Sequence[LogIn], acks: Sequence[Ack]) -> None:
+def _count(rt: Runtime, kind: str, logs: Sequence[LogIn], acks: Sequence[Ack]) -> None:
+    """The ingested-events counters; item by item only on the mixed route (``event``)."""
     tally: dict[tuple[str, str], int] = {}
-    for item, ack in zip(logs, acks, strict=True):
-        key = (
-            "agent_log" if isinstance(item, AgentLogIn) else "system_log",
-            "duplicate" if ack.duplicate else "stored",
-        )
-        tally[key] = tally.get(key, 0) + 1
-    for (kind, result), n in tally.items():
-        rt.metrics.count_ingested(kind, result, n)
+    if kind == "event":
+        for item, ack in zip(logs, acks, strict=True):
+            key = (
+                "agent_log" if isinstance(item, AgentLogIn) else "system_log",
+                "duplicate" if ack.duplicate else "stored",
+            )
+            tally[key] = tally.get(key, 0) + 1
+    else:  # one kind: only the duplicates are counted
+        duplicates = sum(1 for ack in acks if ack.duplicate)
+        tally = {(kind, "duplicate"): duplicates, (kind, "stored"): len(acks) - duplicates}
+    for (item_kind, result), n in tally.items():
+        if n:
+            rt.metrics.count_ingested(item_kind, result, n)

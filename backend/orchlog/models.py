@@ -2,8 +2,8 @@
 
 Ingest models are strict (unknown fields rejected) and normalise on the way in, so the store only
 ever sees canonical values: lower-case UUIDs, upper-case levels, UTC times as
-``YYYY-MM-DDTHH:MM:SS.ffffffZ``. Size limits come from ``Limits`` through the validation context
-(``model_validate(data, context={"limits": limits})``), so tests and servers can set their own.
+``YYYY-MM-DDTHH:MM:SS.ffffffZ``. Size limits come from ``Limits``: client input is validated by
+``bounded(Model, limits)`` (``orchlog.validation``), so tests and servers can set their own.
 
 The vocabulary, bounds, canonical forms, field types and the strict base live in ``model_fields``
 (so this module holds only the models); every name is re-exported here as before.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator
 
 from .ids import new_id
 from .model_fields import (
@@ -34,6 +34,9 @@ from .model_fields import (
     STATUSES,
     Category,
     Count,
+    EventId,
+    EventTime,
+    JsonObject,
     Kind,
     Level,
     Money,
@@ -43,9 +46,9 @@ from .model_fields import (
     UUIDStr,
     canonical_ts,
     canonical_uuid,
-    check_json_object,
     format_ts,
     json_depth_over,
+    json_object_field,
     normalize_level,
     now_ts,
 )
@@ -101,16 +104,6 @@ __all__ = [
 # ---------------------------------------------------------------- ingest
 
 
-def _fill_defaults(item: AgentLogIn | SystemLogIn) -> None:
-    """A fresh UUIDv7 and the time now where the client sent none. Set in ``__dict__`` so the
-    fields stay unset: the writer looks up only ids a client chose (``id_was_sent``)."""
-    fields = item.__dict__
-    if fields["id"] is None:
-        fields["id"] = new_id()
-    if fields["timestamp"] is None:
-        fields["timestamp"] = now_ts()
-
-
 def id_was_sent(item: AgentLogIn | SystemLogIn) -> bool:
     """Whether the client chose this item's id (a retry may repeat it) or the server made it
     (a fresh UUIDv7 no stored event can have: no duplicate lookup is needed)."""
@@ -118,9 +111,9 @@ def id_was_sent(item: AgentLogIn | SystemLogIn) -> bool:
 
 
 class AgentLogIn(Strict):
-    """One agent event as an agent posts it; ``id`` and ``timestamp`` are filled when absent."""
+    """One agent event as an agent posts it; ``id`` and ``timestamp`` are made when absent."""
 
-    id: UUIDStr | None = None
+    id: EventId = Field(default_factory=new_id)
     agent_id: UUIDStr
     session_id: str | None = None
     task_slug: str | None = None
@@ -131,35 +124,25 @@ class AgentLogIn(Strict):
     event_type: str = Field(min_length=1)
     level: Level = "INFO"
     content: str | None = None
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: JsonObject = Field(default_factory=dict)
     summary: str | None = None
-    timestamp: Timestamp | None = None
+    timestamp: EventTime = Field(default_factory=now_ts)
 
-    _payload_size = field_validator("payload")(check_json_object)
-
-    @model_validator(mode="after")
-    def _fill(self) -> AgentLogIn:
-        _fill_defaults(self)
-        return self
+    _payload_size = field_validator("payload")(json_object_field)
 
 
 class SystemLogIn(Strict):
-    id: UUIDStr | None = None
+    id: EventId = Field(default_factory=new_id)
     level: Level = "INFO"
     message: str
     file_path: str | None = None
     adw_id: str | None = None
     adw_step: str | None = None
     summary: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    timestamp: Timestamp | None = None
+    metadata: JsonObject = Field(default_factory=dict)
+    timestamp: EventTime = Field(default_factory=now_ts)
 
-    _metadata_size = field_validator("metadata")(check_json_object)
-
-    @model_validator(mode="after")
-    def _fill(self) -> SystemLogIn:
-        _fill_defaults(self)
-        return self
+    _metadata_size = field_validator("metadata")(json_object_field)
 
 
 class AgentLogEvent(AgentLogIn):
@@ -174,11 +157,12 @@ EventIn = Annotated[AgentLogEvent | SystemLogEvent, Field(discriminator="kind")]
 LogIn = AgentLogIn | SystemLogIn
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ack:
     """One stored (or already stored) item: its id and seq. A plain dataclass, not a model: the
     writer makes one per event (a model's construction cost 3.6 µs of the ~35 µs an event costs
-    at 100 per request), and orjson writes it as the object the schema documents."""
+    at 100 per request), and not frozen: a frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__`` (0.29 µs an ack against 0.09)."""
 
     id: str
     seq: int
@@ -198,9 +182,9 @@ class OrchestratorAgentCreate(Strict):
     output_tokens: Count = 0
     total_cost: Money = Decimal(0)
     archived: bool = False
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
 
-    _metadata_size = field_validator("metadata")(check_json_object)
+    _metadata_size = field_validator("metadata")(json_object_field)
 
 
 class AgentCreate(Strict):
@@ -219,9 +203,9 @@ class AgentCreate(Strict):
     output_tokens: Count = 0
     total_cost: Money = Decimal(0)
     archived: bool = False
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
 
-    _metadata_size = field_validator("metadata")(check_json_object)
+    _metadata_size = field_validator("metadata")(json_object_field)
 
 
 class EntityPatch(Strict):
@@ -238,7 +222,7 @@ class EntityPatch(Strict):
     adw_id: str | None = None
     adw_step: str | None = None
     archived: bool | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
     input_tokens: Count | None = None
     output_tokens: Count | None = None
     total_cost: Money | None = None
@@ -246,7 +230,7 @@ class EntityPatch(Strict):
     add_output_tokens: Count | None = None
     add_cost: Money | None = None
 
-    _metadata_size = field_validator("metadata")(check_json_object)
+    _metadata_size = field_validator("metadata")(json_object_field)
 
 
 class PromptCreate(Strict):

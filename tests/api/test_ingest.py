@@ -715,3 +715,33 @@ def test_server_log_has_no_crash(module_server: AppServer, limited_server: AppSe
         text = srv.log_text()
         assert "unhandled error" not in text, text[-3000:]
         assert " 500 " not in text, text[-3000:]
+
+
+def _ingested(text: str) -> dict[tuple[str, str], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.labels["kind"], s.labels["result"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "orchlog_ingest_events_total"
+    }
+
+
+async def test_the_ingest_counters_count_each_kind_and_duplicates(client: httpx.AsyncClient) -> None:
+    """orchlog_ingest_events_total by kind and result, on a one-kind route and on the mixed one."""
+    _, (agent,) = await make_agents(client, 1)
+    ident = str(uuid.uuid4())
+    before = _ingested((await client.get("/metrics")).text)
+    r = await client.post("/api/v1/agent-logs", json=[agent_event(agent, "a"), agent_event(agent, "b", id=ident)])
+    assert r.status_code == 201, r.text
+    mixed = [
+        {"kind": "agent_log", **agent_event(agent, "b", id=ident)},  # a duplicate
+        {"kind": "system_log", "message": "s"},
+        {"kind": "agent_log", **agent_event(agent, "c")},
+    ]
+    r = await client.post("/api/v1/events", json=mixed)
+    assert [it["duplicate"] for it in r.json()["items"]] == [True, False, False]
+    after = _ingested((await client.get("/metrics")).text)
+    moved = {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)}
+    assert moved == {("agent_log", "stored"): 3, ("agent_log", "duplicate"): 1, ("system_log", "stored"): 1}

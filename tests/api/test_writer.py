@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from helpers import wait_until
@@ -219,3 +220,53 @@ async def test_stop_commits_what_is_queued(tmp_path: Path) -> None:
         await writer.submit(system_logs(1, "late"))
     assert len(await all_events(store)) == 40
     await store.close()
+
+
+@pytest.mark.parametrize("rows", [1, 3, 1024, 1025, 2900])
+async def test_a_batch_of_any_size_is_stored_whole_in_order(setup: Setup, rows: int) -> None:
+    """A batch is inserted as multi-row statements of power-of-two sizes: every row lands once,
+    in seq order, and every text (NUL, quotes, backslashes, non-ASCII) is stored whole."""
+    head = await setup.store.head_seq()
+    texts = [f'{i} "q" \\ \x00 nul é ✓ 🚀 \u2028' for i in range(rows)]
+    payloads = [{"i": i, "s": text, "nested": [{"k": None}, 1.5, True]} for i, text in enumerate(texts)]
+    items = [
+        AgentLogIn.model_validate(
+            {"agent_id": setup.agent, "event_category": "hook", "event_type": "t", "content": text, "payload": p}
+        )
+        for text, p in zip(texts, payloads, strict=True)
+    ]
+    acks = await setup.writer.submit(InsertLogs(items))
+    assert [a.seq for a in acks] == list(range(head + 1, head + rows + 1))
+    conn = sqlite3.connect(setup.path)
+    try:
+        stored = conn.execute("SELECT seq, id, content, payload FROM agent_logs WHERE seq > ? ORDER BY seq", (head,))
+        got = stored.fetchall()
+    finally:
+        conn.close()
+    assert [(seq, ident) for seq, ident, _, _ in got] == [(a.seq, a.id) for a in acks]
+    assert [content for _, _, content, _ in got] == texts
+    assert [payload for _, _, _, payload in got] == [orjson.dumps(p).decode() for p in payloads]
+
+
+async def test_a_request_failing_in_a_later_insert_statement_leaves_none_of_its_rows(setup: Setup) -> None:
+    """A request of more rows than one statement holds is inserted by several statements; when a
+    later one fails in the database (here a trigger refuses the last row), the request's earlier
+    rows are rolled back with it, and the request queued beside it commits whole."""
+    blocker = sqlite3.connect(setup.path, isolation_level=None)
+    try:
+        blocker.execute(
+            "CREATE TRIGGER refuse_boom BEFORE INSERT ON agent_logs WHEN new.content = 'boom' "
+            "BEGIN SELECT RAISE(ABORT, 'boom refused'); END"
+        )
+    finally:
+        blocker.close()
+    head = await setup.store.head_seq()
+    doomed = InsertLogs([*agent_logs(setup.agent, 1100, "doomed").items, *agent_logs(setup.agent, 1, "x").items])
+    doomed.items[-1].content = "boom"
+    results = await asyncio.gather(
+        setup.writer.submit(doomed), setup.writer.submit(agent_logs(setup.agent, 3, "fine")), return_exceptions=True
+    )
+    assert isinstance(results[0], ValidationFailed), results[0]
+    assert [a.seq for a in results[1]] == [head + 1, head + 2, head + 3]  # type: ignore[union-attr]
+    contents = [e.data["content"] for e in await all_events(setup.store) if e.seq > head]
+    assert contents == ["fine 0", "fine 1", "fine 2"]

@@ -8,13 +8,22 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import annotated_types
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
 from orchlog.config import Limits, Settings
 from orchlog.errors import OrchlogError, ValidationFailed
+from orchlog.model_fields import Strict, Timestamp, UUIDStr, bounded
 from orchlog.models import (
     MAX_JSON_DEPTH,
+    AgentCreate,
     AgentLogIn,
+    EntityPatch,
+    OrchestratorAgentCreate,
+    PromptCreate,
     SystemLogIn,
     canonical_ts,
     canonical_uuid,
@@ -192,3 +201,106 @@ def test_now_is_the_canonical_form_of_the_clock() -> None:
 def test_nesting_past_what_orjson_writes_is_a_422_not_a_crash() -> None:
     found = details("agent_log", [agent(payload=nested(300))])
     assert found[0]["field"] == "payload" and "deeper" in found[0]["message"]
+
+
+def test_over_limit_strings_say_how_long_and_the_limit() -> None:
+    [found] = details("agent_log", [agent(content="x" * 51)], SMALL)
+    assert (found["field"], found["type"]) == ("content", "string_too_long")
+    assert found["message"] == "content is 51 characters long; the limit is 50"
+
+
+@pytest.mark.parametrize(
+    "model", [AgentLogIn, SystemLogIn, AgentCreate, OrchestratorAgentCreate, EntityPatch, PromptCreate]
+)
+def test_every_free_text_field_of_every_client_model_is_bounded(model: type[Strict]) -> None:
+    """``bounded`` holds every ``str`` field to the limits (fail closed: a new field is bounded
+    without anyone listing it); the canonical-form fields (UUIDs, times, levels) are bounded by
+    their forms."""
+    checked = bounded(model, SMALL)
+    text = [name for name, info in model.model_fields.items() if info.annotation in (str, str | None)]
+    canonical = {"id", "agent_id", "orchestrator_agent_id", "timestamp"}
+    assert text, model
+    for name in text:
+        info = checked.model_fields[name]
+        limits = [m.max_length for m in info.metadata if isinstance(m, annotated_types.MaxLen)]
+        if name in canonical:
+            continue
+        assert limits in ([SMALL.max_field_chars], [SMALL.max_content_chars]), (name, info)
+
+
+def test_an_explicit_null_id_or_time_is_made_like_a_missing_one() -> None:
+    [item] = validate_logs("system_log", [{"message": "m", "id": None, "timestamp": None}], DEFAULT)
+    assert uuid.UUID(item.id).version == 7 and canonical_ts(item.timestamp) == item.timestamp
+
+
+def test_a_bad_uuid_is_one_error_on_its_field() -> None:
+    found = details("agent_log", [agent(agent_id="nope"), agent(agent_id=7), agent(id="x")])
+    assert [(d["index"], d["field"], d["message"]) for d in found] == [
+        (0, "agent_id", "not a valid UUID"),
+        (1, "agent_id", "not a valid UUID"),
+        (2, "id", "not a valid UUID"),
+    ]
+
+
+def test_limits_other_than_the_defaults_get_their_own_models() -> None:
+    """``bounded`` is per ``Limits``: a server with other limits never shares a validator."""
+    assert bounded(AgentLogIn, SMALL) is bounded(AgentLogIn, Limits(**SMALL.model_dump()))
+    assert bounded(AgentLogIn, SMALL) is not bounded(AgentLogIn, DEFAULT)
+    assert validate_logs("agent_log", [agent(content="x" * 51)], DEFAULT)
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ([1], "Input should be a valid dictionary"),
+        ("{}", "Input should be a valid dictionary"),
+        ({1: "a"}, "cannot be stored as JSON"),  # only Python callers can build these
+        ({"n": 2**64}, "cannot be stored as JSON"),
+    ],
+)
+def test_a_payload_that_is_not_a_json_object_is_a_422_on_payload(payload: Any, message: str) -> None:
+    [found] = details("agent_log", [agent(payload=payload)])
+    assert found["field"] == "payload" and message in found["message"], found
+
+
+def _either(parse: Any, value: Any) -> Any:
+    try:
+        return parse(value)
+    except (ValueError, ValidationError):
+        return "refused"
+
+
+@given(
+    st.one_of(
+        st.datetimes(min_value=datetime(999, 12, 30), max_value=datetime(9999, 12, 31)).map(
+            lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # mostly canonical already
+        ),
+        st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}[Zz]\Z"),  # any digits
+    )
+)
+@example("2023-02-28T23:59:59.999999Z")
+@example("2023-02-29T00:00:00.000000Z")
+@example("2024-02-29T00:00:00.000000Z")
+@example("2024-04-31T00:00:00.000000Z")
+@example("2024-01-01T24:00:00.000000Z")
+@example("2024-01-01T00:00:60.000000Z")
+@example("0999-12-31T23:59:59.999999Z")
+@example("1000-01-01T00:00:00.000000z")
+def test_the_native_time_fast_path_agrees_with_canonical_ts(text: str) -> None:
+    """A time in the canonical form is accepted by pydantic-core's pattern, without Python: for
+    every such string it gives what canonical_ts gives, and refuses what canonical_ts refuses
+    (February 30th, hour 24, year 0999)."""
+    native = TypeAdapter(Timestamp).validate_python
+    assert _either(native, text) == _either(canonical_ts, text)
+
+
+@given(st.uuids().map(str) | st.text(alphabet="0123456789abcdefABCDEF-{}", min_size=30, max_size=40))
+def test_the_native_uuid_fast_path_agrees_with_canonical_uuid(text: str) -> None:
+    native = TypeAdapter(UUIDStr).validate_python
+    assert _either(native, text) == _either(canonical_uuid, text)
+
+
+def test_times_are_refused_with_one_clear_error() -> None:
+    found = details("system_log", [{"message": "m", "timestamp": t} for t in ("yesterday", "2023-02-29T00:00:00Z")])
+    assert [(d["index"], d["field"]) for d in found] == [(0, "timestamp"), (1, "timestamp")]
+    assert all("ISO-8601" in d["message"] and "1000 to 9999" in d["message"] for d in found)

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from ..errors import ValidationFailed
-from ..models import Ack, AgentLogIn, LogIn, id_was_sent
+from ..models import Ack, AgentLogIn, LogIn, SystemLogIn, id_was_sent
 from .base import PruneLogs
 from .txn import LOG_TABLES, Counter, Txn
 
@@ -34,39 +34,49 @@ def _other_kind(index: int, ident: str, table: str) -> ValidationFailed:
 
 
 def agent_row(item: AgentLogIn, seq: int) -> tuple[Any, ...]:
-    """An agent log as the insert's parameter tuple (AGENT_COLS order, canonical text values)."""
+    """An agent log as the insert's parameter tuple (AGENT_COLS order, canonical text values).
+
+    Read from the model's ``__dict__``: an attribute of a pydantic model (a class four deep,
+    ``bounded``'s subclass included) is looked up through the class first, and the row cost
+    0.5 µs that way against 0.3."""
+    f = item.__dict__
     return (
         seq,
-        item.id,
-        item.agent_id,
-        item.session_id,
-        item.task_slug,
-        item.adw_id,
-        item.adw_step,
-        item.entry_index,
-        item.event_category,
-        item.event_type,
-        item.level,
-        item.content,
-        orjson.dumps(item.payload).decode(),
-        item.summary,
-        item.timestamp,
+        f["id"],
+        f["agent_id"],
+        f["session_id"],
+        f["task_slug"],
+        f["adw_id"],
+        f["adw_step"],
+        f["entry_index"],
+        f["event_category"],
+        f["event_type"],
+        f["level"],
+        f["content"],
+        _json(f["payload"]),
+        f["summary"],
+        f["timestamp"],
     )
 
 
-def system_row(item: Any, seq: int) -> tuple[Any, ...]:
+def system_row(item: SystemLogIn, seq: int) -> tuple[Any, ...]:
+    f = item.__dict__
     return (
         seq,
-        item.id,
-        item.level,
-        item.message,
-        item.file_path,
-        item.adw_id,
-        item.adw_step,
-        item.summary,
-        orjson.dumps(item.metadata).decode(),
-        item.timestamp,
+        f["id"],
+        f["level"],
+        f["message"],
+        f["file_path"],
+        f["adw_id"],
+        f["adw_step"],
+        f["summary"],
+        _json(f["metadata"]),
+        f["timestamp"],
     )
+
+
+def _json(value: dict[str, Any]) -> str:
+    return orjson.dumps(value).decode()
 
 
 async def insert_logs(tx: Txn, items: Sequence[LogIn], counter: Counter) -> list[Ack]:
@@ -79,14 +89,40 @@ async def insert_logs(tx: Txn, items: Sequence[LogIn], counter: Counter) -> list
             for index, it in enumerate(items):
                 if isinstance(it, AgentLogIn) and it.agent_id not in known:
                     raise _unknown_agent(index, it.agent_id)
-    sent = [str(it.id) for it in items if id_was_sent(it)]  # server-made ids are fresh: not looked up
-    seen = await tx.log_ids(sent) if sent else {}
+    sent = [it.id for it in items if id_was_sent(it)]  # server-made ids are fresh: not looked up
     agent_rows: list[tuple[Any, ...]] = []
     system_rows: list[tuple[Any, ...]] = []
+    if sent:
+        acks = _dedupe(items, await tx.log_ids(sent), counter, agent_rows, system_rows)
+    else:  # every id fresh and distinct: each item is a new row, in order
+        acks = []
+        for seq, it in enumerate(items, counter.value + 1):
+            if isinstance(it, AgentLogIn):
+                agent_rows.append(agent_row(it, seq))
+            else:
+                system_rows.append(system_row(it, seq))
+            acks.append(Ack(it.id, seq, False))
+        counter.value += len(items)
+    if agent_rows:
+        await tx.insert_logs("agent_logs", agent_rows)
+    if system_rows:
+        await tx.insert_logs("system_logs", system_rows)
+    return acks
+
+
+def _dedupe(
+    items: Sequence[LogIn],
+    seen: dict[str, tuple[str, int]],
+    counter: Counter,
+    agent_rows: list[tuple[Any, ...]],
+    system_rows: list[tuple[Any, ...]],
+) -> list[Ack]:
+    """The rows of the items whose id is not stored yet (nor earlier in the request); the others
+    are acked with their stored seq as duplicates (an id of the other kind is a 422)."""
     acks: list[Ack] = []
     seq = counter.value
     for index, it in enumerate(items):
-        ident = str(it.id)
+        ident = it.id
         is_agent = isinstance(it, AgentLogIn)
         table = "agent_logs" if is_agent else "system_logs"
         known_row = seen.get(ident)
@@ -100,12 +136,8 @@ async def insert_logs(tx: Txn, items: Sequence[LogIn], counter: Counter) -> list
         if is_agent:
             agent_rows.append(agent_row(it, seq))  # type: ignore[arg-type]
         else:
-            system_rows.append(system_row(it, seq))
+            system_rows.append(system_row(it, seq))  # type: ignore[arg-type]
         acks.append(Ack(ident, seq, False))
-    if agent_rows:
-        await tx.insert_logs("agent_logs", agent_rows)
-    if system_rows:
-        await tx.insert_logs("system_logs", system_rows)
     counter.value = seq
     return acks
 

@@ -8,6 +8,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -45,26 +46,43 @@ def insert_sql(table: str, cols: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
 
 
-def insert_json_sql(table: str, cols: Sequence[str]) -> str:
-    """One INSERT of every row of a batch, passed as ONE JSON array of row arrays.
+_MAX_ROWS_PER_INSERT = 1024  # x 15 columns stays under SQLite's 32,766 bound parameters
 
-    ``executemany`` steps the statement once per row and hands the GIL over around every step:
+
+def insert_values_sql(table: str, cols: Sequence[str], rows: int) -> str:
+    """One INSERT of ``rows`` rows: ``VALUES (?, ...), (?, ...), ...``."""
+    row = f"({', '.join('?' for _ in cols)})"
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES {', '.join([row] * rows)}"
+
+
+class _RowInserts:
+    """The INSERTs of one table, a statement per power of two of rows (1 .. 1024).
+
+    ``executemany`` steps its statement once per row and hands the GIL over around every step:
     with the event loop's thread runnable on the same core, each hand-over is a thread switch (an
-    800-row batch under load took 39 µs of wall time per row against 12 alone). One statement is
-    one step and one hand-over; SQLite unpacks the rows in C (``json_each`` keeps the array's
-    order, so the seqs go in ascending). Values arrive as the SQL types the JSON holds: text,
-    integer or NULL, which is what the STRICT columns take."""
-    values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(cols)))
-    return f"INSERT INTO {table} ({', '.join(cols)}) SELECT {values} FROM json_each(?)"
+    800-row batch under load took 39 µs of wall time per row against 12 alone). A multi-row
+    ``VALUES`` statement is one step for many rows, and SQLite binds the values straight from the
+    parameter list (no JSON to write and unpack: 2-3 µs less per row than one ``json_each``
+    statement over the batch as a JSON array, and every string, NUL included, is bound whole).
+    A batch of n rows runs as the statements of n's binary digits, at most 11 different ones per
+    table, so the connection's statement cache keeps every one prepared."""
+
+    def __init__(self, table: str, cols: Sequence[str]) -> None:
+        self.sql = [insert_values_sql(table, cols, 1 << bit) for bit in range(_MAX_ROWS_PER_INSERT.bit_length())]
+
+    def run(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+        start, left = 0, len(rows)
+        while left:
+            bit = min(left.bit_length(), len(self.sql)) - 1
+            size = 1 << bit
+            conn.execute(self.sql[bit], list(chain.from_iterable(rows[start : start + size])))
+            start += size
+            left -= size
 
 
-_INSERT_ROWS = {
-    "agent_logs": insert_sql("agent_logs", AGENT_COLS),
-    "system_logs": insert_sql("system_logs", SYSTEM_COLS),
-}
 _INSERT = {
-    "agent_logs": insert_json_sql("agent_logs", AGENT_COLS),
-    "system_logs": insert_json_sql("system_logs", SYSTEM_COLS),
+    "agent_logs": _RowInserts("agent_logs", AGENT_COLS),
+    "system_logs": _RowInserts("system_logs", SYSTEM_COLS),
 }
 
 
@@ -133,13 +151,7 @@ class _Txn:
 
     async def insert_logs(self, table: str, rows: list[tuple[Any, ...]]) -> None:
         self.dirty = True
-        batch = orjson.dumps(rows).decode()
-        if "\\u0000" in batch:
-            # SQLite's JSON functions end a string at an escaped NUL: such a batch binds its
-            # values row by row instead (the text is stored whole)
-            self.conn.executemany(_INSERT_ROWS[table], rows)
-        else:
-            self.conn.execute(_INSERT[table], (batch,))
+        _INSERT[table].run(self.conn, rows)
 
     async def row(self, table: str, ident: str, *, for_update: bool = False) -> dict[str, Any] | None:
         cur = self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (ident,))
