@@ -64,7 +64,9 @@ def _f(default: Any, doc: str, *, flag: bool = False, **kw: Any) -> Any:
 
 
 class Limits(BaseModel):
-    """Size limits on every input; the ingest models read them through validation context."""
+    """Size limits on every input. The ingest models are held to them by ``model_fields.bounded``
+    (a subclass per ``Limits`` whose string bounds pydantic-core checks itself); JSON objects are
+    measured by the models' own check."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -153,13 +153,16 @@ def _phase(srv: ServerProcess, agent: str, events: int, cap_s: float) -> dict[st
     }
 
 
-def run_qfilter(subscribers: int, events: int, repeat: int = 1, cap_s: float = 60.0) -> dict[str, Any]:
+def run_qfilter(
+    subscribers: int, events: int, repeat: int = 1, cap_s: float = 60.0, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """``repeat`` pairs of phases (without, then with ``subscribers``) on one server: medians."""
     ctx = multiprocessing.get_context("spawn")
     limits = {
         "ORCHLOG_MAX_SUBSCRIBERS": str(subscribers + 100),
         "ORCHLOG_MAX_STREAMS_PER_CLIENT": str(subscribers + 100),
         "ORCHLOG_MAX_STREAMS_PER_TOKEN": str(subscribers + 100),
+        **(env or {}),
     }
     without: list[dict[str, Any]] = []
     with_subs: list[dict[str, Any]] = []
