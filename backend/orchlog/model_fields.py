@@ -154,7 +154,12 @@ def _canonical(pattern: str, parse: Any, error: tuple[str, str]) -> GetPydanticS
 _UUID_PATTERN = f"^{_CANONICAL_UUID.pattern}$"
 # format_ts's output, for days 01-28 only: those are valid in every month, so matching the pattern
 # is the whole check (the 29th-31st go through canonical_ts, which knows the calendar)
-_TS_PATTERN = r"^[1-9]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{6}Z$"
+# [0-9], never \d: pydantic-core's regex engine takes \d as any Unicode digit (a fullwidth two,
+# U+FF12, would pass as canonical, skip canonical_ts, and reach the database)
+_TS_PATTERN = (
+    r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}Z$"
+)
 _BAD_UUID = ("uuid_invalid", "not a valid UUID")
 _BAD_TIME = (
     "time_invalid",

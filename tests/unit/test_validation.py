@@ -276,6 +276,8 @@ def _either(parse: Any, value: Any) -> Any:
             lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # mostly canonical already
         ),
         st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}[Zz]\Z"),  # any digits
+        # any Unicode digits (pydantic-core's regex takes \d as those: its pattern must not)
+        st.from_regex(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z\Z"),
     )
 )
 @example("2023-02-28T23:59:59.999999Z")
@@ -286,6 +288,8 @@ def _either(parse: Any, value: Any) -> Any:
 @example("2024-01-01T00:00:60.000000Z")
 @example("0999-12-31T23:59:59.999999Z")
 @example("1000-01-01T00:00:00.000000z")
+@example("2\uff1024-01-02T03:04:05.123456Z")  # a fullwidth zero
+@example("2024-01-02T03:04:05.12345\u0666Z")  # an Arabic-Indic six
 def test_the_native_time_fast_path_agrees_with_canonical_ts(text: str) -> None:
     """A time in the canonical form is accepted by pydantic-core's pattern, without Python: for
     every such string it gives what canonical_ts gives, and refuses what canonical_ts refuses
@@ -298,6 +302,14 @@ def test_the_native_time_fast_path_agrees_with_canonical_ts(text: str) -> None:
 def test_the_native_uuid_fast_path_agrees_with_canonical_uuid(text: str) -> None:
     native = TypeAdapter(UUIDStr).validate_python
     assert _either(native, text) == _either(canonical_uuid, text)
+
+
+def test_times_with_digits_other_than_ascii_are_refused_naming_the_field() -> None:
+    """pydantic-core's regex engine takes \\d as any Unicode digit; such a time must not pass the
+    canonical fast path and reach the database (its CHECK answered without a field; PostgreSQL's
+    time parser raised a 500)."""
+    found = details("agent_log", [agent(timestamp="2\uff1024-01-02T03:04:05.123456Z")])
+    assert [(d["index"], d["field"], d["type"]) for d in found] == [(0, "timestamp", "time_invalid")]
 
 
 def test_times_are_refused_with_one_clear_error() -> None:
