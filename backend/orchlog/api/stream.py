@@ -25,6 +25,7 @@ from ..errors import BadParameter, Forbidden, OrchlogError
 from ..filters import EventFilter, parse_int
 from ..stream.follow import Follower, FollowSpec, Frame, Revoked
 from ..stream.hub import Event, batch_native
+from ..stream.turn import at_end_of_turn
 from .responses import JSON, error_response, query_lists, runtime
 from .security import chosen_subprotocol, principal_of
 from .wsdirect import DirectWriter
@@ -139,6 +140,7 @@ class Outbox:
         self._ready: asyncio.Future[None] | None = None  # the drain task waits for frames
         self._space: asyncio.Future[None] | None = None  # a put waits for room
         self.task: asyncio.Task[int] | None = None  # the drain task, once started
+        self._stopped = False  # torn down: no drain task starts any more
         self.on_done: Callable[[asyncio.Task[int]], None] | None = None
 
     @property
@@ -171,7 +173,7 @@ class Outbox:
     def _queue(self) -> deque[str | int]:
         if self.texts is None:
             self.texts = deque()
-        if self.task is None:
+        if self.task is None and not self._stopped:
             self.task = asyncio.get_running_loop().create_task(self._drain())
             if self.on_done is not None:
                 self.task.add_done_callback(self.on_done)
@@ -185,7 +187,7 @@ class Outbox:
     def _put_direct(self, text: str) -> None:
         """The fast lane of a client that keeps up (nothing of ours queued or in the transport's
         buffer): frames put during one turn of the event loop are written together by a
-        callback at the end of it (one for every outbox: ``_flush_dirty``), one transport write,
+        callback at the end of it (``at_end_of_turn``: one for every outbox), one transport write,
         without waking the drain task. At most ``BURST_BYTES`` wait for it; past that they are
         written at once."""
         self._pending.append(text)
@@ -194,12 +196,7 @@ class Outbox:
             self._flush()
         elif not self._flush_soon:
             self._flush_soon = True
-            loop = asyncio.get_running_loop()
-            dirty = _DIRTY.get(loop)
-            if dirty is None:  # the first outbox this turn: one callback flushes them all
-                dirty = _DIRTY[loop] = []
-                loop.call_soon(_flush_dirty, loop)
-            dirty.append(self)
+            at_end_of_turn(self._flush)
 
     def _flush(self) -> None:
         self._flush_soon = False
@@ -225,7 +222,8 @@ class Outbox:
         self._kick()
 
     def stop(self) -> asyncio.Task[int] | None:
-        """Cancel the drain task (if any); it is returned to be awaited."""
+        """Cancel the drain task (if any) and start none later; it is returned to be awaited."""
+        self._stopped = True
         task = self.task
         if task is not None:
             task.cancel()
@@ -285,19 +283,6 @@ class Outbox:
                         renewed = now
 
 
-# the outboxes whose fast lane has frames this turn of the loop, flushed by ONE callback at its
-# end (a hub fan-out to 1,000 sockets schedules one callback, not 1,000)
-_DIRTY: dict[asyncio.AbstractEventLoop, list[Outbox]] = {}
-
-
-def _flush_dirty(loop: asyncio.AbstractEventLoop) -> None:
-    for outbox in _DIRTY.pop(loop, ()):
-        try:
-            outbox._flush()
-        except Exception:  # one broken transport must not keep the others' frames back
-            log.exception("writing a stream's frames failed")
-
-
 def _drain_code(task: asyncio.Task[int]) -> int:
     """The close code the drain task ended with: 1001 if the client stopped reading, else its result."""
     if task.cancelled():
@@ -344,8 +329,12 @@ async def run_socket(
                     await outbox.put(text)
         except Revoked:
             outbox.end(CLOSE_UNAUTHORIZED, discard=True)  # fail closed: nothing more after revocation
-        except BaseException:
-            outbox.end(0)  # an unexpected error: end without a close code (as before)
+        except asyncio.CancelledError:
+            outbox.end(0)
+            raise
+        except Exception:
+            log.exception("stream %s failed; closing it (the client resumes with after=)", ws.url.path)
+            outbox.end(0)  # without a close code: the client sees an abnormal close and reconnects
             raise
         else:
             outbox.end(CLOSE_GOING_AWAY)  # after everything queued: the client resumes with after=

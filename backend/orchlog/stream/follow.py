@@ -23,6 +23,7 @@ from typing import Any
 from ..filters import EventFilter
 from ..store.base import Store
 from .hub import Event, Hub, Subscription
+from .turn import at_end_of_turn
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class Follower:
         self.send_now: Callable[[Event | list[Event]], bool] | None = None
         self._parked = False  # waiting in the live loop with nothing in hand
         self._held: list[Event] = []  # batched streams: events the hub handed over, not sent yet
+        self._held_bytes = 0  # ... and their size: bounded like the inbox (subscriber_queue_bytes)
         self._held_flush = False  # a callback will send them at the end of this loop turn
 
     def close(self) -> None:
@@ -110,7 +112,7 @@ class Follower:
                     raise Revoked()
                 held = self._held
                 if held:  # handed over by the hub (direct_batch), older than anything queued
-                    self._held = []
+                    self._held, self._held_bytes = [], 0
                     self.cursor = held[-1].seq
                     for frame in self._emit(held):
                         yield frame
@@ -198,10 +200,14 @@ class Follower:
         held = self._held
         if not self._parked or sub is None or sub.revoked or self.stopping.is_set() or len(held) >= MAX_BATCH:
             return False
+        size = event.size
+        if held and self._held_bytes + size > sub.max_bytes:
+            return False  # queued instead: the inbox's bound decides (overflow → catch-up)
         held.append(event)
+        self._held_bytes += size
         if not self._held_flush:
             self._held_flush = True
-            asyncio.get_running_loop().call_soon(self._send_held)
+            at_end_of_turn(self._send_held)
         return True
 
     def _send_held(self) -> None:
@@ -212,7 +218,7 @@ class Follower:
             return  # the follower took them (it woke first), or the stream ends without them
         assert self.send_now is not None
         if self._parked and self.send_now(held):
-            self._held = []
+            self._held, self._held_bytes = [], 0
             self.cursor = held[-1].seq
         else:
             sub.poke()  # the follower sends them (first thing when it wakes)
@@ -236,6 +242,8 @@ class Follower:
         if self.spec.batch:
             for start in range(0, len(events), MAX_BATCH):
                 self._check_time()
+                if self._sub is not None and self._sub.revoked:
+                    raise Revoked()
                 yield events[start : start + MAX_BATCH]
             return
         for event in events:

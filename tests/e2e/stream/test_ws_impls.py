@@ -98,3 +98,29 @@ async def test_a_client_that_reads_nothing_is_closed_1001_after_what_was_written
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001, closed.value
         assert len(seqs) < len(acked), "the reader was closed before it could have read everything"
         assert seqs == acked[: len(seqs)], "what arrived is a prefix of what was posted, in order"
+
+
+async def test_a_batched_stream_keeps_its_byte_bound_when_the_hub_hands_events_over(
+    server_factory: Callable[..., Server], impl: str
+) -> None:
+    """Events the hub hands a waiting batched follower (Follower.direct_batch) count against the
+    subscriber's byte bound like its inbox: the first frame of a burst larger than the bound
+    holds about the bound, not the whole burst, and every event still arrives once and in order
+    (the rest through the inbox, or catch-up pages once the inbox overflows)."""
+    bound = 256 * 1024
+    srv = server_factory(env={"ORCHLOG_WS_IMPL": impl, "ORCHLOG_SUBSCRIBER_QUEUE_BYTES": str(bound)})
+    async with httpx.AsyncClient(base_url=srv.url, timeout=30) as client:
+        _, agents = await make_agents(client, 1)
+        async with await open_ws(srv, {"batch": "1"}, compression=None) as ws:
+            await until_live(ws)
+            seqs = await post(client, [agent_item(agents[0], f"{i} {_noise(40_000)}") for i in range(40)])
+            got: list[int] = []
+            sizes: list[int] = []
+            while len(got) < len(seqs):
+                raw = await asyncio.wait_for(ws.recv(), 10)
+                frame = orjson.loads(raw)
+                if frame["type"] == "events":
+                    sizes.append(len(raw))
+                    got += [item["seq"] for item in frame["items"]]
+            assert got == seqs
+            assert sizes[0] <= bound + 45_000, f"a first frame of {sizes[0]} bytes; the bound is {bound}"
