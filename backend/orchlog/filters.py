@@ -47,7 +47,10 @@ FILTER_PARAMS = (
 
 
 def ascii_lower(text: str) -> str:
-    return text.translate(_ASCII_LOWER)
+    """A-Z to a-z, nothing else (SQLite's lower() and LIKE fold the same letters). For ASCII text
+    that is ``str.lower()``, which is C all the way; ``translate`` looks every character up in a
+    dict, a microsecond per hundred characters on the fan-out's path."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
 
 
 Q_FIELDS = {"agent_log": ("content", "summary", "event_type"), "system_log": ("message", "summary")}

@@ -260,6 +260,14 @@ def test_parse_int_bounds_name_the_parameter() -> None:
 
 def test_ascii_lower_folds_ascii_only_like_sqlite() -> None:
     assert ascii_lower("AbC-ÉİẞΣ") == "abc-ÉİẞΣ"
+    assert ascii_lower("ABC-XYZ_09") == "abc-xyz_09"  # the ASCII fast path (str.lower)
+
+
+@given(st.text())
+def test_ascii_lower_changes_exactly_the_letters_a_to_z(text: str) -> None:
+    """Whichever path a text takes (ASCII or not), only A-Z change, each to its a-z."""
+    expected = "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
+    assert ascii_lower(text) == expected
 
 
 def test_min_level_ranks_and_unknown_levels_never_match() -> None:

@@ -118,7 +118,8 @@ class SubscriptionIndex(Generic[S]):
         found: set[str] = set()
         for text in q_texts(kind, row, folded):
             if text:
-                found.update(q for _, q in automaton.iter(text))
+                for _, q in automaton.iter(text):  # (no generator per text: most find nothing)
+                    found.add(q)
         return found
 
     def _buckets(self, flt: EventFilter) -> list[dict[EventFilter, set[S]]]:
