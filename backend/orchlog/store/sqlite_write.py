@@ -46,7 +46,7 @@ def insert_sql(table: str, cols: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
 
 
-_MAX_ROWS_PER_INSERT = 1024  # x 15 columns stays under SQLite's 32,766 bound parameters
+_MAX_ROWS_PER_INSERT = 1024  # x 15 columns stays under SQLite's 32,766 bound parameters (3.32+; see _usable)
 
 
 def insert_values_sql(table: str, cols: Sequence[str], rows: int) -> str:
@@ -69,11 +69,19 @@ class _RowInserts:
 
     def __init__(self, table: str, cols: Sequence[str]) -> None:
         self.sql = [insert_values_sql(table, cols, 1 << bit) for bit in range(_MAX_ROWS_PER_INSERT.bit_length())]
+        self._cols = len(cols)
+
+    def _usable(self, conn: sqlite3.Connection) -> int:
+        """How many of the statements fit the connection's bound-parameter limit: 32,766 since
+        SQLite 3.32, 999 before (there a 1,024-row statement would fail every large batch)."""
+        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        return max(1, min(_MAX_ROWS_PER_INSERT, limit // self._cols)).bit_length()
 
     def run(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         start, left = 0, len(rows)
+        usable = self._usable(conn)
         while left:
-            bit = min(left.bit_length(), len(self.sql)) - 1
+            bit = min(left.bit_length(), usable) - 1
             size = 1 << bit
             conn.execute(self.sql[bit], list(chain.from_iterable(rows[start : start + size])))
             start += size
