@@ -63,23 +63,6 @@ def should_log_access(status: int, duration_s: float, *, log_all: bool, slow_s: 
     return log_all or status >= 400 or duration_s >= slow_s
 
 
-class AccessPolicy(logging.Filter):
-    """Applies ``should_log_access`` to the access logger's records (they carry ``status`` and
-    ``duration_ms``); a record without them passes."""
-
-    def __init__(self, *, log_all: bool, slow_s: float) -> None:
-        super().__init__()
-        self.log_all = log_all
-        self.slow_s = slow_s
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        status = getattr(record, "status", None)
-        duration_ms = getattr(record, "duration_ms", None)
-        if not isinstance(status, int) or not isinstance(duration_ms, int | float):
-            return True
-        return should_log_access(status, duration_ms / 1000, log_all=self.log_all, slow_s=self.slow_s)
-
-
 def configure_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RequestIdFilter())

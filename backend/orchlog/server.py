@@ -23,7 +23,7 @@ import uvicorn
 from .api.app import create_app
 from .config import Settings
 from .errors import OrchlogError
-from .logs import AccessPolicy, configure_logging
+from .logs import configure_logging
 from .origins import LOOPBACK_HOSTS
 from .runtime import Runtime
 
@@ -264,8 +264,6 @@ def serve(settings: Settings) -> None:
     config = uvicorn.Config(app, **config_kw)
     tune_gc()
     server = OrchlogServer(config, runtime)
-    access = logging.getLogger("orchlog.access")
-    access.addFilter(AccessPolicy(log_all=settings.access_log, slow_s=settings.slow_request_s))
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactTickets())
     log.info("orchlog serving %s on http://%s:%s", settings.db, settings.host, settings.port)

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..auth import Principal
 from ..closecodes import CloseCode
 from ..errors import Forbidden, OrchlogError, Unauthorized
-from ..logs import new_request_id, request_id
+from ..logs import new_request_id, request_id, should_log_access
 from ..origins import host_allowed, origin_allowed
 from ..runtime import Runtime
 from .dispatch import Dispatch
@@ -61,6 +61,10 @@ class Gate:
         self.runtime = runtime
         self.table = table
         self.dispatch = Dispatch(table, exception_handlers)
+        # the access-log policy, applied before a record is made: a record the filter then drops
+        # cost 5 us per request (LogRecord, caller lookup) on every request of a quiet log
+        self._log_all = runtime.settings.access_log
+        self._slow_s = runtime.settings.slow_request_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -156,7 +160,8 @@ class Gate:
         finally:
             took = time.perf_counter() - started
             self.runtime.metrics.observe_request(match.label, scope["method"], status, took)
-            _access_line(scope, status, took)
+            if should_log_access(status, took, log_all=self._log_all, slow_s=self._slow_s):
+                _access_line(scope, status, took)
             request_id.reset(token)
 
 
