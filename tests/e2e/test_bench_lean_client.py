@@ -3,14 +3,11 @@ once per subscriber, over single-event and batched frames, and the sampled messa
 
 from __future__ import annotations
 
-import time
-
 import httpx
-import orjson
 
 from helpers import Server
 from helpers.wait import wait_until
-from orchlog.bench.fanout import _setup
+from orchlog.bench.fanout import _setup, post_timed
 from orchlog.bench.wsclient import Tally, close_all, open_subscribers
 
 
@@ -22,19 +19,7 @@ async def test_lean_subscribers_count_exactly_the_posted_events(server: Server, 
     try:
         posted = 0
         for size in (1, 7, 40):
-            body = [
-                {
-                    "agent_id": agent,
-                    "event_category": "hook",
-                    "event_type": "bench",
-                    "content": "x" * 100,
-                    "payload": {"t": time.time()},
-                }
-                for _ in range(size)
-            ]
-            r = await client.post(
-                "/api/v1/agent-logs", content=orjson.dumps(body), headers={"content-type": "application/json"}
-            )
+            r = await post_timed(client, agent, size)
             assert r.status_code == 201, r.text
             posted += size
         await wait_until(lambda: single.delivered >= 3 * posted and batched.delivered >= 3 * posted, 10, "deliveries")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -268,6 +269,21 @@ def set_floor(db: Path, floor: int) -> None:
     with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
         conn.execute("UPDATE stream_meta SET floor_seq = ? WHERE id = 1", (floor,))
         conn.commit()
+
+
+async def open_stalled_ws(
+    server: Server, params: Params | None = None, **kw: Any
+) -> tuple[ClientConnection, socket.socket]:
+    """A WebSocket on a socket with a 4 KB receive buffer and a one-message client queue, and
+    that socket: once the client stops reading, the server's writes back up at once instead of
+    filling loopback's buffers (raise the socket's ``SO_RCVBUF`` to read at speed again)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.setblocking(False)
+    kw.setdefault("ping_interval", None)
+    kw.setdefault("max_size", 2**22)
+    return await connect(ws_url(server, params), sock=sock, max_queue=1, **kw), sock
 
 
 def vm_rss_kb(pid: int) -> int:

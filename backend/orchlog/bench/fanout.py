@@ -129,6 +129,28 @@ def _client_main(client: str, url: str, count: int, sample_every: int, conn: Any
     wsclient.run(lambda: _subscribers(client, url, count, sample_every, conn))
 
 
+def timed_events(agent: str, count: int) -> list[dict[str, Any]]:
+    """The fan-out bench's events: stamped with the wall clock (``payload.t``) the subscribers
+    read, so each delivery's commit-to-receipt latency is ``now - t``."""
+    now = time.time()
+    return [
+        {
+            "agent_id": agent,
+            "event_category": "hook",
+            "event_type": "bench",
+            "content": "x" * 100,
+            "payload": {"t": now},
+        }
+        for _ in range(count)
+    ]
+
+
+async def post_timed(client: httpx.AsyncClient, agent: str, count: int) -> httpx.Response:
+    """POST ``count`` timed events as one request (the body encoded once, by orjson)."""
+    body = orjson.dumps(timed_events(agent, count))
+    return await client.post("/api/v1/agent-logs", content=body, headers={"content-type": "application/json"})
+
+
 async def _post(url: str, agent: str, rate: int, seconds: float) -> tuple[int, float]:
     """Post ``rate`` events/s for ``seconds``: every 10 ms, the events due by then.
 
@@ -142,19 +164,7 @@ async def _post(url: str, agent: str, rate: int, seconds: float) -> tuple[int, f
         started = time.monotonic()
         while (elapsed := time.monotonic() - started) < seconds:
             count = min(5000, (int(elapsed / tick) + 1) * per_tick - posted)  # due by the end of this tick
-            items = [
-                {
-                    "agent_id": agent,
-                    "event_category": "hook",
-                    "event_type": "bench",
-                    "content": "x" * 100,
-                    "payload": {"t": time.time()},
-                }
-                for _ in range(count)
-            ]
-            r = await client.post(
-                "/api/v1/agent-logs", content=orjson.dumps(items), headers={"content-type": "application/json"}
-            )
+            r = await post_timed(client, agent, count)
             r.raise_for_status()
             posted += count
             next_at = started + (posted / per_tick) * tick

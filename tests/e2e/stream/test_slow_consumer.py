@@ -16,18 +16,17 @@ import socket
 from collections.abc import Callable
 
 import httpx
-from websockets.asyncio.client import connect
 
 from helpers import Server, make_agents
 from helpers.stream import (
     agent_item,
     assert_quiet,
+    open_stalled_ws,
     open_ws,
     recv_events,
     seq_diff,
     until_live,
     vm_rss_kb,
-    ws_url,
 )
 
 EVENTS = 2_500
@@ -59,11 +58,7 @@ async def test_slow_consumer_does_not_hold_back_others_and_catches_up(
     async with httpx.AsyncClient(base_url=srv.url, timeout=30) as client:
         _, agents = await make_agents(client, 2)
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", srv.port))
-        sock.setblocking(False)
-        slow = await connect(ws_url(srv), sock=sock, max_queue=1, ping_interval=None, max_size=2**22)
+        slow, sock = await open_stalled_ws(srv)
         await until_live(slow)
 
         fast = [await open_ws(srv) for _ in range(FAST)]

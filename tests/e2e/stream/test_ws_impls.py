@@ -20,11 +20,21 @@ from collections.abc import Callable
 import httpx
 import orjson
 import pytest
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from helpers import Server, make_agents, wait_until
-from helpers.stream import agent_item, assert_quiet, matching, mixed, open_ws, post, recv, triples, until_live, ws_url
+from helpers.stream import (
+    agent_item,
+    assert_quiet,
+    matching,
+    mixed,
+    open_stalled_ws,
+    open_ws,
+    post,
+    recv,
+    triples,
+    until_live,
+)
 
 IMPLS = ["websockets", "websockets-sansio"]
 
@@ -74,11 +84,7 @@ async def test_a_client_that_reads_nothing_is_closed_1001_after_what_was_written
     srv = server_factory(env={"ORCHLOG_WS_IMPL": impl, "ORCHLOG_SEND_TIMEOUT_S": "1"})
     async with httpx.AsyncClient(base_url=srv.url, timeout=30) as client:
         _, agents = await make_agents(client, 1)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", srv.port))
-        sock.setblocking(False)
-        ws = await connect(ws_url(srv), sock=sock, max_queue=1, ping_interval=None, max_size=2**22, compression=None)
+        ws, sock = await open_stalled_ws(srv, compression=None)
         await until_live(ws)
         acked: list[int] = []
         for start in range(0, 1500, 50):  # ~12 MB: more than the socket buffers hold (send buffers grow to 4 MB)
