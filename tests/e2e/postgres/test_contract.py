@@ -89,6 +89,34 @@ async def test_ingest_ack_history_and_idempotency(api: httpx.AsyncClient) -> Non
     assert data["timestamp"] == "2024-01-02T02:04:05.000000Z"
 
 
+async def test_times_with_non_ascii_digits_are_a_422_on_every_route_that_takes_a_time(api: httpx.AsyncClient) -> None:
+    """A fullwidth or Arabic-Indic digit looks like a digit to pydantic-core's regex (\\d): such a
+    time must be refused by validation, naming the field, on every route that takes a client's
+    time and on either store (it reached SQLite's CHECK without a field, and PostgreSQL's time
+    parser as a 500)."""
+    _orch, agents = await make_agents(api, 1)
+    before = await history(api)
+    for bad in ("2\uff1024-01-02T03:04:05.123456Z", "2024-01-02T03:04:05.12345\u0666Z"):
+        agent = {"agent_id": agents[0], "event_category": "hook", "event_type": "x", "timestamp": bad}
+        system = {"message": "m", "timestamp": bad}
+        posts = [
+            ("/api/v1/agent-logs", json.dumps([agent]), "application/json"),
+            ("/api/v1/system-logs", json.dumps(system), "application/json"),
+            ("/api/v1/events", json.dumps([{"kind": "system_log", **system}]), "application/json"),
+            ("/api/v1/events", json.dumps({"kind": "agent_log", **agent}) + "\n", "application/x-ndjson"),
+            (
+                "/api/v1/prompts",
+                json.dumps({"author": "engineer", "prompt_text": "p", "timestamp": bad}),
+                "application/json",
+            ),
+        ]
+        for path, body, ctype in posts:
+            r = await api.post(path, content=body, headers={"content-type": ctype})
+            assert r.status_code == 422, (path, bad, r.status_code, r.text)
+            assert [d["field"] for d in r.json()["error"]["details"]] == ["timestamp"], (path, r.text)
+    assert await history(api) == before, "nothing was stored"
+
+
 async def test_bad_request_fails_alone_among_concurrent_good_ones(api: httpx.AsyncClient) -> None:
     _orch, agents = await make_agents(api, 1)
     bad = [{"kind": "agent_log", "agent_id": str(uuid.uuid4()), "event_category": "hook", "event_type": "x"}]
