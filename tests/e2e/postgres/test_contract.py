@@ -92,8 +92,8 @@ async def test_ingest_ack_history_and_idempotency(api: httpx.AsyncClient) -> Non
 async def test_times_with_non_ascii_digits_are_a_422_on_every_route_that_takes_a_time(api: httpx.AsyncClient) -> None:
     """A fullwidth or Arabic-Indic digit looks like a digit to pydantic-core's regex (\\d): such a
     time must be refused by validation, naming the field, on every route that takes a client's
-    time and on either store (it reached SQLite's CHECK without a field, and PostgreSQL's time
-    parser as a 500)."""
+    time (the Claude Code hook's ``orchlog`` envelope included) and on either store (it reached
+    SQLite's CHECK without a field, and PostgreSQL's time parser as a 500)."""
     _orch, agents = await make_agents(api, 1)
     before = await history(api)
     for bad in ("2\uff1024-01-02T03:04:05.123456Z", "2024-01-02T03:04:05.12345\u0666Z"):
@@ -110,6 +110,8 @@ async def test_times_with_non_ascii_digits_are_a_422_on_every_route_that_takes_a
                 "application/json",
             ),
         ]
+        hook = {"hook_event_name": "PreToolUse", "session_id": "s", "orchlog": {"agent": "h", "timestamp": bad}}
+        posts.append(("/api/v1/hooks/claude-code", json.dumps(hook), "application/json"))  # the hook's envelope
         for path, body, ctype in posts:
             r = await api.post(path, content=body, headers={"content-type": ctype})
             assert r.status_code == 422, (path, bad, r.status_code, r.text)
