@@ -8,12 +8,16 @@ than this code is refused. The driver supplies only the statements (``MigrationC
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from ..errors import SchemaError
 from ..paths import schema_dir
+
+log = logging.getLogger("orchlog.migrate")
 
 _NAME = re.compile(r"^(\d+)_([\w-]+)\.sql$")
 
@@ -57,6 +61,7 @@ async def migrate(conn: MigrationConn) -> list[str]:
     migrations = available(conn.dialect)
     newest_known = migrations[-1].version
     applied_now: list[str] = []
+    level = logging.INFO if await conn.applied() else logging.DEBUG  # read unlocked: only for the log
     for migration in migrations:
         await conn.begin_locked()
         try:
@@ -70,9 +75,15 @@ async def migrate(conn: MigrationConn) -> list[str]:
             if migration.version in applied:
                 await conn.rollback()
                 continue
+            # An upgrade is said before and after: a migration that rebuilds a table takes seconds
+            # per million rows, and a start that sits silent that long looks hung. A new database
+            # (nothing applied yet, every table empty) is created quietly.
+            log.log(level, "applying schema migration %s", migration.label)
+            started = time.monotonic()
             await conn.apply(migration.path.read_text(encoding="utf-8"))
             await conn.record(migration.version, migration.name)
             await conn.commit()
+            log.log(level, "applied schema migration %s in %.1f s", migration.label, time.monotonic() - started)
             applied_now.append(migration.label)
         except BaseException:
             await conn.rollback()
