@@ -11,6 +11,10 @@ and, without HTTP, in this process:
 - redis: Redis Streams ``XADD`` through redis-py pipelines of the same size, AOF everysec, when
   a ``redis-server`` binary exists (skipped with a note otherwise).
 
+The runs of a shape are taken in turn (raw, naive, redis, orchlog, then again: ``interleaved``)
+with every server started once and idle between its runs, so the three runs behind each median
+are spread over the same minutes for every subject.
+
 Servers are pinned to core 0 and the load generator to core 1 where the machine allows. Server
 CPU per event comes from /proc (user + system time of the whole process, every thread). The
 prefill is raw inserts (``bench/prefill.py``), never the API.
@@ -28,7 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,31 +104,46 @@ def _process(cmd: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
             proc.kill()
 
 
-def bench_orchlog(shapes: list[tuple[int, int, int]], rows: int) -> dict[tuple[int, int], dict[str, Any]]:
+Shape = tuple[int, int, int]  # clients, events per POST, events per run
+Run = Callable[[Shape], dict[str, float]]
+
+
+def _head(url: str) -> int:
+    return int(httpx.get(url + "/api/v1/events", params={"limit": 1}).json()["head_seq"])
+
+
+@contextlib.contextmanager
+def orchlog_subject(rows: int) -> Iterator[Run]:
+    """``orchlog serve`` on a database prefilled with ``rows`` events; one call = one run."""
     db = tmpdir() / "orchlog.db"
     agent = prefill(db, rows)
-    out = {}
     with ServerProcess(db) as srv:
         assert srv.proc is not None
-        _pin(srv.proc.pid, 0)
-        for clients, batch, total in shapes:
-            head0 = httpx.get(srv.url + "/api/v1/events", params={"limit": 1}).json()["head_seq"]
-            runs = [_load(srv.url, agent, clients, batch, total, srv.proc.pid) for _ in range(REPEATS)]
-            head = httpx.get(srv.url + "/api/v1/events", params={"limit": 1}).json()["head_seq"]
-            out[(clients, batch)] = {**_median(runs), "committed": head - head0, "expected": total * REPEATS}
-    return out
+        pid = srv.proc.pid
+        _pin(pid, 0)
+
+        def run(shape: Shape) -> dict[str, float]:
+            clients, batch, total = shape
+            head0, cpu0 = _head(srv.url), cpu_seconds(pid)
+            result = _load(srv.url, agent, clients, batch, total, pid)
+            # The full-text index trails the head by up to a second; a search brings it up to date
+            # so the CPU of indexing this run's events is counted in this run.
+            httpx.get(srv.url + "/api/v1/events", params={"q": "x", "limit": 1}, timeout=60)
+            cpu = cpu_seconds(pid) - cpu0
+            return {**result, "cpu_us": cpu * 1e6 / total, "committed": _head(srv.url) - head0}
+
+        yield run
 
 
-def bench_naive(shapes: list[tuple[int, int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
+@contextlib.contextmanager
+def naive_subject() -> Iterator[Run]:
+    """The seed app's pattern over HTTP (``bench/naive.py``) on the same schema."""
     db = tmpdir() / "naive.db"
     agent = prefill(db, 0)
     port = free_port()
-    out = {}
     with _process([sys.executable, "-m", "orchlog.bench.naive", str(db), str(port)], port) as proc:
-        for clients, batch, total in shapes:
-            runs = [_load(f"http://127.0.0.1:{port}", agent, clients, batch, total, proc.pid) for _ in range(REPEATS)]
-            out[(clients, batch)] = _median(runs)
-    return out
+        url = f"http://127.0.0.1:{port}"
+        yield lambda shape: _load(url, agent, *shape, proc.pid)
 
 
 def _rows(agent: str, n: int, start: int) -> list[tuple[Any, ...]]:
@@ -142,44 +161,49 @@ def _rows(agent: str, n: int, start: int) -> list[tuple[Any, ...]]:
     return rows
 
 
-def bench_raw(shapes: list[tuple[int, int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
-    """executemany + COMMIT per request-sized batch, same schema, same rows (CPU of this process)."""
-    out = {}
-    for clients, batch, total in shapes:
-        n = min(total, 100_000)
-        runs = []
-        for _ in range(REPEATS):
-            db = tmpdir() / "raw.db"
-            agent = prefill(db, 0)
-            conn = connect(str(db), Settings())
-            rows = _rows(agent, n, 0)
-            sql = insert_sql("agent_logs", AGENT_COLS)
-            wall, cpu = time.perf_counter(), time.process_time()
-            for i in range(0, n, batch):
-                conn.execute("BEGIN")
-                conn.executemany(sql, rows[i : i + batch])
-                conn.execute("COMMIT")
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            conn.close()
-            runs.append({"events_per_s": n / wall, "cpu_us": cpu * 1e6 / n})
-        out[(clients, batch)] = _median(runs)
-    return out
+def raw_run(shape: Shape) -> dict[str, float]:
+    """executemany + COMMIT per request-sized batch into a fresh database of the same schema,
+    same rows (CPU of this process; the rows are built before the clock starts)."""
+    _clients, batch, total = shape
+    n = min(total, 100_000)
+    db = tmpdir() / "raw.db"
+    agent = prefill(db, 0)
+    conn = connect(str(db), Settings())
+    try:
+        rows = _rows(agent, n, 0)
+        sql = insert_sql("agent_logs", AGENT_COLS)
+        wall, cpu = time.perf_counter(), time.process_time()
+        for i in range(0, n, batch):
+            conn.execute("BEGIN")
+            conn.executemany(sql, rows[i : i + batch])
+            conn.execute("COMMIT")
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        conn.close()
+    return {"events_per_s": n / wall, "cpu_us": cpu * 1e6 / n}
 
 
-def bench_redis(shapes: list[tuple[int, int, int]]) -> dict[tuple[int, int], dict[str, Any]] | str:
-    """XADD of the same events through redis-py pipelines of the request size (AOF everysec)."""
+def bench_raw(shapes: list[Shape]) -> dict[tuple[int, int], dict[str, Any]]:
+    return {(c, b): _median([raw_run((c, b, t)) for _ in range(REPEATS)]) for c, b, t in shapes}
+
+
+@contextlib.contextmanager
+def redis_subject() -> Iterator[Run | str]:
+    """XADD of the same events through redis-py pipelines of the request size (AOF everysec);
+    a note instead when there is no ``redis-server`` or no redis-py."""
     binary = shutil.which("redis-server")
     if binary is None:
-        return "skipped: no redis-server binary on this machine"
+        yield "skipped: no redis-server binary on this machine"
+        return
     try:
         import redis
     except ImportError:
-        return "skipped: redis-py is not installed (pip install redis)"
+        yield "skipped: redis-py is not installed (pip install redis)"
+        return
     import orjson
 
     port, work = free_port(), tmpdir()
     cmd = [binary, "--port", str(port), "--dir", str(work), "--appendonly", "yes", "--appendfsync", "everysec"]
-    out = {}
     event = {
         "agent_id": new_id(),
         "event_category": "hook",
@@ -189,21 +213,23 @@ def bench_redis(shapes: list[tuple[int, int, int]]) -> dict[tuple[int, int], dic
     }
     with _process([*cmd, "--save", ""], port) as proc:
         client = redis.Redis(port=port)
-        for clients, batch, total in shapes:
+
+        def run(shape: Shape) -> dict[str, float]:
+            _clients, batch, total = shape
             n = min(total, 100_000)
-            runs = []
-            for _ in range(REPEATS):
-                cpu0, wall = cpu_seconds(proc.pid), time.perf_counter()
-                for _start in range(0, n, batch):
-                    pipe = client.pipeline(transaction=False)
-                    for _ in range(batch):
-                        pipe.xadd("orchlog", event)  # type: ignore[arg-type,unused-ignore]
-                    pipe.execute()
-                wall = time.perf_counter() - wall
-                runs.append({"events_per_s": n / wall, "cpu_us": (cpu_seconds(proc.pid) - cpu0) * 1e6 / n})
-            out[(clients, batch)] = _median(runs)
-        client.close()
-    return out
+            cpu0, wall = cpu_seconds(proc.pid), time.perf_counter()
+            for _start in range(0, n, batch):
+                pipe = client.pipeline(transaction=False)
+                for _ in range(batch):
+                    pipe.xadd("orchlog", event)  # type: ignore[arg-type,unused-ignore]
+                pipe.execute()
+            wall = time.perf_counter() - wall
+            return {"events_per_s": n / wall, "cpu_us": (cpu_seconds(proc.pid) - cpu0) * 1e6 / n}
+
+        try:
+            yield run
+        finally:
+            client.close()
 
 
 def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
@@ -212,37 +238,58 @@ def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
     return round(float(a["events_per_s"]) / float(b["events_per_s"]), 2)
 
 
+def interleaved(subjects: dict[str, Run], shapes: list[Shape]) -> dict[str, dict[tuple[int, int], dict[str, Any]]]:
+    """Every subject's runs of a shape, taken in turn: raw, naive, redis, orchlog, raw, ... so a
+    drift of this machine's speed over the minutes of a run (a shared VM) moves every figure of
+    a ratio alike, instead of landing on whichever subject happened to run later."""
+    out: dict[str, dict[tuple[int, int], dict[str, Any]]] = {name: {} for name in subjects}
+    for shape in shapes:
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in subjects}
+        for _ in range(REPEATS):
+            for name, run in subjects.items():
+                runs[name].append(run(shape))
+        for name, results in runs.items():
+            out[name][shape[:2]] = _median(results)
+            if "committed" in results[0]:
+                out[name][shape[:2]].update(committed=sum(int(r["committed"]) for r in results))
+                out[name][shape[:2]].update(expected=shape[2] * REPEATS)
+    return out
+
+
 def main(quick: bool = False, rows: tuple[int, ...] = (0,)) -> list[dict[str, Any]]:
     scale = 0.1 if quick else 1.0
     shapes = [(c, b, max(b * c * 10, int(t * scale) // (b * c) * (b * c))) for c, b, t in SHAPES]
-    raw = bench_raw(shapes)
-    naive = bench_naive(shapes)
-    redis_runs = bench_redis(shapes)
-    by_rows = {n: bench_orchlog(shapes, n) for n in rows}
     out: list[dict[str, Any]] = []
-    if isinstance(redis_runs, str):
-        out.append(record("ingest_redis", note=redis_runs))
-        redis_runs = {}
+    with contextlib.ExitStack() as stack:
+        subjects: dict[str, Run] = {"raw": raw_run, "naive": stack.enter_context(naive_subject())}
+        redis_run = stack.enter_context(redis_subject())
+        if isinstance(redis_run, str):
+            out.append(record("ingest_redis", note=redis_run))
+        else:
+            subjects["redis"] = redis_run
+        for n in rows:
+            subjects[f"orchlog@{n}"] = stack.enter_context(orchlog_subject(n))
+        results = interleaved(subjects, shapes)
+    empty = results[f"orchlog@{rows[0]}"]
     for clients, batch, total in shapes:
         key = (clients, batch)
         base = {"clients": clients, "batch": batch, "events": total, "repeats": REPEATS}
-        out.append(record("ingest_raw", **base, **raw[key]))
-        out.append(record("ingest_naive_http", **base, **naive[key]))
-        if key in redis_runs:
-            out.append(record("ingest_redis", **base, **redis_runs[key]))
-        empty = by_rows[rows[0]][key]
-        for n, results in by_rows.items():
-            mine = results[key]
+        out.append(record("ingest_raw", **base, **results["raw"][key]))
+        out.append(record("ingest_naive_http", **base, **results["naive"][key]))
+        if "redis" in results:
+            out.append(record("ingest_redis", **base, **results["redis"][key]))
+        for n in rows:
+            mine = results[f"orchlog@{n}"][key]
             out.append(
                 record(
                     "ingest_orchlog",
                     **base,
                     rows_before=n,
                     **mine,
-                    x_naive=_ratio(mine, naive[key]),
-                    x_raw=_ratio(mine, raw[key]),
-                    x_redis=_ratio(mine, redis_runs.get(key)),
-                    x_first_rows=_ratio(mine, empty),
+                    x_naive=_ratio(mine, results["naive"][key]),
+                    x_raw=_ratio(mine, results["raw"][key]),
+                    x_redis=_ratio(mine, results.get("redis", {}).get(key)),
+                    x_first_rows=_ratio(mine, empty[key]),
                 )
             )
     pg_admin = os.environ.get("ORCHLOG_BENCH_PG_URL")
@@ -290,8 +337,15 @@ def postgres_vs_copy(admin_url: str, clients: int, batch: int, total: int) -> li
                 orch = c.post("/api/v1/orchestrator-agents", json={}).json()["id"]
                 body = {"orchestrator_agent_id": orch, "name": "b", "model": "m"}
                 agent = c.post("/api/v1/agents", json=body).json()["id"]
-            mine = _median([_load(srv.url, agent, clients, batch, total, srv.proc.pid) for _ in range(REPEATS)])
-        copied = _median([asyncio.run(copy(agent, min(total, 100_000))) for _ in range(REPEATS)])
+            pid = srv.proc.pid
+            results = interleaved(
+                {
+                    "orchlog": lambda shape: _load(srv.url, agent, *shape, pid),
+                    "copy": lambda shape: asyncio.run(copy(agent, min(shape[2], 100_000))),
+                },
+                [(clients, batch, total)],
+            )
+        mine, copied = results["orchlog"][(clients, batch)], results["copy"][(clients, batch)]
     finally:
         asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     base = {"clients": clients, "batch": batch, "events": total, "repeats": REPEATS}
