@@ -454,13 +454,17 @@ def _schema_of(conn: sqlite3.Connection, table: str) -> set[tuple[str, str]]:
     return set(conn.execute("SELECT type, name FROM sqlite_master WHERE tbl_name = ? AND type != 'table'", (table,)))
 
 
-def test_upgrade_to_0006_keeps_every_row_seq_index_and_trigger(tmp_path: Path) -> None:
-    """A database at 0005 with events in it (full-text indexed) is rebuilt by 0006 without a
-    change a reader could see: the same rows and seqs, the same indexes and triggers, search
-    still finds them, and retention's delete still takes an indexed row out of the search."""
+def test_upgrade_from_0005_keeps_every_row_seq_index_trigger_and_search(tmp_path: Path) -> None:
+    """A database at 0005 with events in it, most of them full-text indexed, goes through 0006
+    (tables rebuilt) and 0007 (full-text tables made again) without a change a reader could see:
+    the same rows and seqs, the same indexes and triggers, search finds what it found, the rows
+    not yet indexed are indexed once by the writer, and retention's delete still takes an
+    indexed row out of the search."""
+    from orchlog.store.base import IndexFulltext
     from orchlog.store.migrate import available
     from orchlog.store.sqlite_conn import _statements
     from orchlog.store.sqlite_conn import migrate as run_migrations
+    from orchlog.store.sqlite_write import Writer
 
     db = tmp_path / "old.db"
     conn = connect(db)
@@ -482,13 +486,13 @@ def test_upgrade_to_0006_keeps_every_row_seq_index_and_trigger(tmp_path: Path) -
         "INSERT INTO agents (id, orchestrator_agent_id, name, model) VALUES "
         "('00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000001', 'a', 'm')"
     )
-    for n in range(1, 41):
+    for n in range(1, 45):  # 41..44 committed but not yet full-text indexed (upto = 40)
         table = "agent_logs" if n % 4 else "system_logs"
         text = {"content" if table == "agent_logs" else "message": f"needle{n % 3} row {n}"}
         _insert(conn, table, {**BASE[table], "seq": n, "id": str(uuid.UUID(int=n)), **text})
-    conn.execute("UPDATE stream_meta SET last_seq = 40")
-    for fts in ("agent_logs_fts", "system_logs_fts"):
-        conn.execute(f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')")
+    conn.execute("UPDATE stream_meta SET last_seq = 44")
+    conn.execute("INSERT INTO agent_logs_fts (rowid, content) SELECT seq, content FROM agent_logs WHERE seq <= 40")
+    conn.execute("INSERT INTO system_logs_fts (rowid, message) SELECT seq, message FROM system_logs WHERE seq <= 40")
     conn.execute("UPDATE fts_state SET upto = 40")
     before = {t: conn.execute(f"SELECT * FROM {t} ORDER BY seq").fetchall() for t in ("agent_logs", "system_logs")}
     shape = {t: _schema_of(conn, t) for t in before}
@@ -500,12 +504,21 @@ def test_upgrade_to_0006_keeps_every_row_seq_index_and_trigger(tmp_path: Path) -
         assert _schema_of(conn, table) == shape[table]
     assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    for fts in ("agent_logs_fts", "system_logs_fts"):
+        assert "columnsize=0" in conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (fts,)).fetchone()[0]
     match = "SELECT rowid FROM agent_logs_fts WHERE agent_logs_fts MATCH 'needle1' ORDER BY rowid"
     found = [r[0] for r in conn.execute(match)]
     assert found == [n for n in range(1, 41) if n % 4 and n % 3 == 1]
+    assert Writer(conn, str(db)).batch([IndexFulltext()]).results == [4]
+    found = [r[0] for r in conn.execute(match)]
+    assert found == [n for n in range(1, 45) if n % 4 and n % 3 == 1]
     conn.execute("DELETE FROM agent_logs WHERE seq = ?", (found[0],))
     assert [r[0] for r in conn.execute(match)] == found[1:]
-    conn.execute("INSERT INTO agent_logs_fts (agent_logs_fts) VALUES ('integrity-check')")
+    for fts in ("agent_logs_fts", "system_logs_fts"):  # the index matches its table: nothing twice
+        conn.execute(f"INSERT INTO {fts} ({fts}) VALUES ('integrity-check')")
+    assert [r[0] for r in conn.execute("SELECT rowid FROM system_logs_fts WHERE system_logs_fts MATCH 'needle0'")] == [
+        n for n in range(1, 45) if n % 4 == 0 and n % 3 == 0
+    ]
     conn.close()
 
 
