@@ -51,9 +51,10 @@ REPEATS = 3
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a whole process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU so far of a whole process (all its threads), or of one of its threads."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
@@ -76,11 +77,15 @@ def _load(url: str, agent: str, clients: int, batch: int, total: int, server_pid
 
 
 def _median(runs: list[dict[str, float]]) -> dict[str, Any]:
-    return {
+    out = {
         "events_per_s": round(statistics.median(r["events_per_s"] for r in runs)),
         "cpu_us_per_event": round(statistics.median(r["cpu_us"] for r in runs), 1),
         "runs_events_per_s": [round(r["events_per_s"]) for r in runs],
     }
+    for key, name in (("loop_cpu_us", "loop_cpu_us_per_event"), ("cores", "cores")):  # orchlog's runs only
+        if key in runs[0]:
+            out[name] = round(statistics.median(r[key] for r in runs), 2)
+    return out
 
 
 @contextlib.contextmanager
@@ -124,13 +129,21 @@ def orchlog_subject(rows: int) -> Iterator[Run]:
 
         def run(shape: Shape) -> dict[str, float]:
             clients, batch, total = shape
-            head0, cpu0 = _head(srv.url), cpu_seconds(pid)
+            head0, cpu0, loop0, wall = _head(srv.url), cpu_seconds(pid), cpu_seconds(pid, pid), time.perf_counter()
             result = _load(srv.url, agent, clients, batch, total, pid)
             # The full-text index trails the head by up to a second; a search brings it up to date
             # so the CPU of indexing this run's events is counted in this run.
             httpx.get(srv.url + "/api/v1/events", params={"q": "x", "limit": 1}, timeout=60)
-            cpu = cpu_seconds(pid) - cpu0
-            return {**result, "cpu_us": cpu * 1e6 / total, "committed": _head(srv.url) - head0}
+            cpu, loop = cpu_seconds(pid) - cpu0, cpu_seconds(pid, pid) - loop0
+            return {
+                **result,
+                "cpu_us": cpu * 1e6 / total,
+                # the event loop's thread (the main one) apart from the writer's and readers', and
+                # how much of the one core it is pinned to the server kept busy (1.0: CPU-bound)
+                "loop_cpu_us": loop * 1e6 / total,
+                "cores": cpu / (time.perf_counter() - wall),
+                "committed": _head(srv.url) - head0,
+            }
 
         yield run
 
