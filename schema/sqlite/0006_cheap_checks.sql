@@ -8,7 +8,14 @@
 -- SQLite cannot alter a CHECK in place, so each table is rebuilt (the documented 12-step way:
 -- create, copy, drop, rename, then recreate its indexes and triggers). seq is copied, so every
 -- seq, the full-text index (keyed by seq) and the stream position stay as they were. It rewrites
--- the tables once: seconds per million rows, at the next start after the upgrade.
+-- the tables once: seconds per million rows, at the next start after the upgrade, and needs
+-- free disk for a second copy of them until it commits. The runner applies migrations with
+-- foreign keys off and no disk quota (sqlite_conn._for_migrations), as that procedure asks;
+-- legacy_alter_table keeps the rename from parsing views a user made on these tables (they
+-- keep working: they name the table, which exists again under its name). Indexes and triggers
+-- of a user's own on them are not carried over, and the runner says which.
+
+PRAGMA legacy_alter_table = ON;
 
 CREATE TABLE agent_logs_new (
     seq INTEGER PRIMARY KEY,
@@ -105,3 +112,5 @@ BEGIN
     VALUES ('delete', old.seq, old.message, old.summary);
     INSERT INTO system_logs_fts (rowid, message, summary) VALUES (new.seq, new.message, new.summary);
 END;
+
+PRAGMA legacy_alter_table = OFF;

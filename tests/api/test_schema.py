@@ -454,19 +454,12 @@ def _schema_of(conn: sqlite3.Connection, table: str) -> set[tuple[str, str]]:
     return set(conn.execute("SELECT type, name FROM sqlite_master WHERE tbl_name = ? AND type != 'table'", (table,)))
 
 
-def test_upgrade_from_0005_keeps_every_row_seq_index_trigger_and_search(tmp_path: Path) -> None:
-    """A database at 0005 with events in it, most of them full-text indexed, goes through 0006
-    (tables rebuilt) and 0007 (full-text tables made again) without a change a reader could see:
-    the same rows and seqs, the same indexes and triggers, search finds what it found, the rows
-    not yet indexed are indexed once by the writer, and retention's delete still takes an
-    indexed row out of the search."""
-    from orchlog.store.base import IndexFulltext
+def _database_at_0005(db: Path) -> sqlite3.Connection:
+    """A database as orchlog left it at migration 0005, with an agent and 44 log rows (seqs
+    1..44, both tables), full-text indexed up to seq 40; foreign keys on, as orchlog connects."""
     from orchlog.store.migrate import available
     from orchlog.store.sqlite_conn import _statements
-    from orchlog.store.sqlite_conn import migrate as run_migrations
-    from orchlog.store.sqlite_write import Writer
 
-    db = tmp_path / "old.db"
     conn = connect(db)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(
@@ -494,10 +487,31 @@ def test_upgrade_from_0005_keeps_every_row_seq_index_trigger_and_search(tmp_path
     conn.execute("INSERT INTO agent_logs_fts (rowid, content) SELECT seq, content FROM agent_logs WHERE seq <= 40")
     conn.execute("INSERT INTO system_logs_fts (rowid, message) SELECT seq, message FROM system_logs WHERE seq <= 40")
     conn.execute("UPDATE fts_state SET upto = 40")
+    return conn
+
+
+def _newer_than_0005() -> list[str]:
+    from orchlog.store.migrate import available
+
+    return [m.label for m in available("sqlite") if m.version > 5]
+
+
+def test_upgrade_from_0005_keeps_every_row_seq_index_trigger_and_search(tmp_path: Path) -> None:
+    """A database at 0005 with events in it, most of them full-text indexed, goes through 0006
+    (tables rebuilt) and 0007 (full-text tables made again) without a change a reader could see:
+    the same rows and seqs, the same indexes and triggers, search finds what it found, the rows
+    not yet indexed are indexed once by the writer, and retention's delete still takes an
+    indexed row out of the search."""
+    from orchlog.store.base import IndexFulltext
+    from orchlog.store.sqlite_conn import migrate as run_migrations
+    from orchlog.store.sqlite_write import Writer
+
+    db = tmp_path / "old.db"
+    conn = _database_at_0005(db)
     before = {t: conn.execute(f"SELECT * FROM {t} ORDER BY seq").fetchall() for t in ("agent_logs", "system_logs")}
     shape = {t: _schema_of(conn, t) for t in before}
 
-    assert run_migrations(conn) == [m.label for m in available("sqlite") if m.version > 5]
+    assert run_migrations(conn) == _newer_than_0005()
 
     for table, rows in before.items():
         assert conn.execute(f"SELECT * FROM {table} ORDER BY seq").fetchall() == rows
@@ -514,8 +528,8 @@ def test_upgrade_from_0005_keeps_every_row_seq_index_trigger_and_search(tmp_path
     assert found == [n for n in range(1, 45) if n % 4 and n % 3 == 1]
     conn.execute("DELETE FROM agent_logs WHERE seq = ?", (found[0],))
     assert [r[0] for r in conn.execute(match)] == found[1:]
-    for fts in ("agent_logs_fts", "system_logs_fts"):  # the index matches its table: nothing twice
-        conn.execute(f"INSERT INTO {fts} ({fts}) VALUES ('integrity-check')")
+    for fts in ("agent_logs_fts", "system_logs_fts"):  # the index matches its table: nothing twice, none missing
+        conn.execute(f"INSERT INTO {fts} ({fts}, rank) VALUES ('integrity-check', 1)")
     assert [r[0] for r in conn.execute("SELECT rowid FROM system_logs_fts WHERE system_logs_fts MATCH 'needle0'")] == [
         n for n in range(1, 45) if n % 4 == 0 and n % 3 == 0
     ]
@@ -528,3 +542,109 @@ def test_log_table_checks_use_no_in_lists(conn: sqlite3.Connection, table: str) 
     (2.5 us per row on agent_logs: 0006). The hot tables spell enums as comparisons."""
     sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
     assert " IN (" not in sql.upper(), sql
+
+
+def test_upgrade_of_a_database_at_its_disk_quota(tmp_path: Path) -> None:
+    """A rebuild holds two copies of a table until it commits: a database near its
+    ``max_db_pages`` is still upgraded (the quota is lifted for the migrations only, then back)."""
+    from orchlog.store.sqlite_conn import connect as store_connect
+    from orchlog.store.sqlite_conn import migrate as run_migrations
+
+    db = tmp_path / "full.db"
+    _database_at_0005(db).close()
+    pages = sqlite3.connect(db).execute("PRAGMA page_count").fetchone()[0]
+    conn = store_connect(str(db), Settings(max_db_pages=pages + 2))
+    try:
+        assert run_migrations(conn) == _newer_than_0005()
+        assert conn.execute("PRAGMA max_page_count").fetchone()[0] == max(pages + 2, _page_count(conn))
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    finally:
+        conn.close()
+
+
+def _page_count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA page_count").fetchone()[0])
+
+
+def test_upgrade_keeps_rows_that_name_a_missing_agent_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A raw writer with SQLite's default (foreign keys off) can leave a log row whose agent is
+    gone; the rebuild keeps it as it was (never refuses to start over it) and logs it."""
+    from orchlog.store.sqlite_conn import migrate as run_migrations
+
+    conn = _database_at_0005(tmp_path / "orphan.db")
+    conn.execute("PRAGMA foreign_keys = OFF")
+    orphan = {**BASE["agent_logs"], "seq": 45, "id": str(uuid.UUID(int=45))}
+    _insert(conn, "agent_logs", {**orphan, "agent_id": "00000000-0000-4000-8000-00000000dead"})
+    conn.execute("PRAGMA foreign_keys = ON")
+    with caplog.at_level("WARNING", logger="orchlog.migrate"):
+        assert run_migrations(conn) == _newer_than_0005()
+    assert conn.execute("SELECT agent_id FROM agent_logs WHERE seq = 45").fetchone() == (
+        "00000000-0000-4000-8000-00000000dead",
+    )
+    assert "1 rows name a parent row that does not exist" in caplog.text and "agent_logs rowid 45" in caplog.text
+    conn.close()
+
+
+def test_upgrade_keeps_a_users_view_and_names_the_index_and_trigger_it_drops(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A view of a user's own on a rebuilt table keeps working; a user's index and trigger on it
+    cannot be carried over by a SQL migration, so the runner names them instead of losing them
+    silently."""
+    from orchlog.store.sqlite_conn import migrate as run_migrations
+
+    conn = _database_at_0005(tmp_path / "mine.db")
+    conn.execute("CREATE VIEW my_errors AS SELECT seq FROM agent_logs WHERE level = 'ERROR'")
+    conn.execute("CREATE INDEX my_idx ON agent_logs (content)")
+    conn.execute("CREATE TRIGGER my_trigger AFTER INSERT ON system_logs BEGIN SELECT 1; END")
+    with caplog.at_level("WARNING", logger="orchlog.migrate"):
+        assert run_migrations(conn) == _newer_than_0005()
+    assert conn.execute("SELECT count(*) FROM my_errors").fetchone() == (0,)
+    assert "rebuilds agent_logs: index my_idx" in caplog.text
+    assert "rebuilds system_logs: trigger my_trigger" in caplog.text
+    assert "agent_logs_fts_delete" not in caplog.text  # orchlog's own are made again, not reported
+    conn.close()
+
+
+def test_migration_waits_for_another_process_holding_the_lock(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Another process's long migration holds the write lock past the busy timeout: this one
+    says so and waits for it, instead of failing the start with 'database is locked'."""
+    import logging
+    import threading
+
+    from orchlog.store.sqlite_conn import connect as store_connect
+    from orchlog.store.sqlite_conn import migrate as run_migrations
+
+    db = tmp_path / "locked.db"
+    _database_at_0005(db).close()
+    holder = connect(db)
+    holder.execute("BEGIN IMMEDIATE")
+    waiting = threading.Event()
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "locked by another process" in record.getMessage():
+                waiting.set()
+
+    handler = Seen()
+    logging.getLogger("orchlog.migrate").addHandler(handler)
+    caplog.set_level("INFO", logger="orchlog.migrate")
+    result: list[Any] = []
+    conn = store_connect(str(db), Settings(busy_timeout_ms=50))
+    worker = threading.Thread(target=lambda: result.append(run_migrations(conn)))
+    try:
+        worker.start()
+        assert waiting.wait(30), "the runner never said it was waiting"
+        holder.execute("COMMIT")
+        worker.join(30)
+        assert result == [_newer_than_0005()]
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 50
+    finally:
+        logging.getLogger("orchlog.migrate").removeHandler(handler)
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        worker.join(30)
+        holder.close()
+        conn.close()

@@ -3,8 +3,11 @@ one migration runner (``store/migrate.py``) needs on SQLite."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import re
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..config import Settings
@@ -12,6 +15,15 @@ from ..errors import SchemaError
 from ..models import now_ts
 from . import migrate as migrations
 from .rules import run_now
+
+log = logging.getLogger("orchlog.migrate")
+
+_DROP_TABLE = re.compile(r"^\s*DROP TABLE (?:IF EXISTS )?(\w+)\s*;", re.IGNORECASE | re.MULTILINE)
+_CREATED = re.compile(
+    r"^\s*CREATE (?:UNIQUE )?(?:INDEX|TRIGGER) (?:IF NOT EXISTS )?(\w+)", re.IGNORECASE | re.MULTILINE
+)
+_LOCK_WAIT_MS = 30 * 60 * 1000  # another process's migration of a large database takes minutes
+_NO_QUOTA = 4294967294  # SQLite's largest max_page_count
 
 
 def configure(conn: sqlite3.Connection, settings: Settings) -> None:
@@ -63,14 +75,48 @@ class _MigrationConn:
         )
 
     async def begin_locked(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            # held past the busy timeout: most likely another process in a long migration
+            log.info("the database is locked by another process (a migration?); waiting up to 30 minutes")
+            busy = self.conn.execute("PRAGMA busy_timeout").fetchone()[0]
+            self.conn.execute(f"PRAGMA busy_timeout = {_LOCK_WAIT_MS}")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            finally:
+                self.conn.execute(f"PRAGMA busy_timeout = {int(busy)}")
 
     async def applied(self) -> set[int]:
         return {row[0] for row in self.conn.execute("SELECT version FROM schema_migrations")}
 
     async def apply(self, script: str) -> None:
+        self._warn_about_dropped(script)
         for statement in _statements(script):
             self.conn.execute(statement)
+
+    def _warn_about_dropped(self, script: str) -> None:
+        """A migration that rebuilds a table drops it and makes again the indexes and triggers
+        orchlog put on it; any other (a user's own) goes with the old table: said, not silent."""
+        recreated = {name.lower() for name in _CREATED.findall(script)}
+        for table in _DROP_TABLE.findall(script):
+            lost = [
+                f"{kind} {name}"
+                for kind, name in self.conn.execute(
+                    "SELECT type, name FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger') "
+                    "AND sql IS NOT NULL ORDER BY name",
+                    (table,),
+                )
+                if name.lower() not in recreated
+            ]
+            if lost:
+                log.warning(
+                    "this migration rebuilds %s: %s on it (not orchlog's) will not be kept; re-create it after",
+                    table,
+                    ", ".join(lost),
+                )
 
     async def record(self, version: int, name: str) -> None:
         self.conn.execute(
@@ -87,7 +133,46 @@ class _MigrationConn:
 
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations (see ``store/migrate.py``); returns what was applied."""
-    return run_now(migrations.migrate(_MigrationConn(conn)))
+    with _for_migrations(conn):
+        applied = run_now(migrations.migrate(_MigrationConn(conn)))
+    if applied:
+        _report_orphans(conn)
+    return applied
+
+
+@contextlib.contextmanager
+def _for_migrations(conn: sqlite3.Connection) -> Iterator[None]:
+    """The connection as SQLite's documented way to rebuild a table needs it, for the migrations
+    only, then as it was:
+    - foreign keys off: the copy must take every row the old table held (a raw writer with
+      SQLite's default, foreign keys off, can have left rows naming a missing parent), and
+      DROP TABLE must not delete through them (``_report_orphans`` says what is there);
+    - no disk quota: until it commits, a rebuild holds two copies of its table (a database
+      near its ``max_db_pages`` could otherwise never be upgraded)."""
+    foreign_keys = conn.execute("PRAGMA foreign_keys").fetchone()[0]
+    quota = conn.execute("PRAGMA max_page_count").fetchone()[0]
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute(f"PRAGMA max_page_count = {_NO_QUOTA}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA foreign_keys = {int(foreign_keys)}")
+        conn.execute(f"PRAGMA max_page_count = {int(quota)}")  # never below the file's size (SQLite)
+
+
+def _report_orphans(conn: sqlite3.Connection) -> None:
+    """Rows naming a parent that does not exist are kept as they were, and said."""
+    rows = conn.execute("PRAGMA foreign_key_check")
+    first = rows.fetchmany(5)
+    if first:
+        total = len(first) + sum(1 for _ in rows)
+        where = ", ".join(f"{table} rowid {rowid} (-> {parent})" for table, rowid, parent, _fk in first)
+        log.warning(
+            "%d rows name a parent row that does not exist (written with foreign keys off?), e.g. %s; "
+            "kept as they were: `PRAGMA foreign_key_check` lists them",
+            total,
+            where,
+        )
 
 
 def migrate_path(path: str, settings: Settings) -> list[str]:
