@@ -46,13 +46,14 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "orchlog", "serve", "--db", str(self.db), "--port", str(self.port)]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.05)
-        raise RuntimeError("server did not start")
+        self.__exit__()  # a server that never answered is not left running
+        raise RuntimeError(f"orchlog serve --db {self.db} did not become healthy within 30 s")
 
     def __exit__(self, *exc: object) -> None:
         if self.proc and self.proc.poll() is None:

@@ -70,7 +70,12 @@ def _load(url: str, agent: str, clients: int, batch: int, total: int, server_pid
     cpu0 = cpu_seconds(server_pid)
     load = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     _pin(load.pid, 1)
-    out, _ = load.communicate(timeout=900)
+    try:
+        out, _ = load.communicate(timeout=900)
+    finally:
+        if load.poll() is None:  # timed out or interrupted: the generator does not outlive its run
+            load.kill()
+            load.wait()
     cpu = cpu_seconds(server_pid) - cpu0
     result = json.loads(out.strip().splitlines()[-1])
     return {"events_per_s": result["events_per_s"], "cpu_us": cpu * 1e6 / total, "retries": result["retries"]}
@@ -327,6 +332,9 @@ def postgres_vs_copy(admin_url: str, clients: int, batch: int, total: int) -> li
         finally:
             await conn.close()
 
+    # COPY writes into the same database between orchlog's runs (interleaved): its rows take
+    # seqs above the head (orchlog's PostgreSQL writer starts from the larger of last_seq and the
+    # tables' highest seq), so neither side's rows collide with the other's.
     async def copy(agent: str, n: int) -> dict[str, float]:
         conn = await asyncpg.connect(target)
         try:
