@@ -118,3 +118,12 @@ def test_sse_dechunking_joins_chunks_split_anywhere() -> None:
             pos += step
             ended = _dechunk(raw, body)
         assert bytes(body) == b"".join(parts)
+
+
+def test_bench_directories_are_removed_when_the_bench_exits() -> None:
+    """A full ingest run writes gigabytes (5M-row prefills); none of it outlives the process."""
+    import subprocess
+
+    code = "from orchlog.bench.common import tmpdir; d = tmpdir(); (d / 'x.db').write_bytes(b'x'); print(d)"
+    made = Path(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip())
+    assert made.name.startswith("orchlog-bench-") and not made.exists()

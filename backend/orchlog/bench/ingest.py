@@ -43,7 +43,7 @@ from ..ids import new_id
 from ..models import AgentLogIn
 from ..store.rules import AGENT_COLS, agent_row
 from ..store.sqlite import connect, insert_sql
-from .common import ServerProcess, free_port, record, tmpdir
+from .common import ServerProcess, free_port, record, remove_tmpdir, tmpdir
 from .prefill import prefill
 
 SHAPES = ((32, 1, 20_000), (8, 10, 50_000), (8, 100, 200_000), (4, 1000, 400_000))
@@ -127,7 +127,9 @@ def orchlog_subject(rows: int) -> Iterator[Run]:
     """``orchlog serve`` on a database prefilled with ``rows`` events; one call = one run."""
     db = tmpdir() / "orchlog.db"
     agent = prefill(db, rows)
-    with ServerProcess(db) as srv:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(remove_tmpdir, db.parent)  # after the server stopped (LIFO)
+        srv = cleanup.enter_context(ServerProcess(db))
         assert srv.proc is not None
         pid = srv.proc.pid
         _pin(pid, 0)
@@ -198,6 +200,7 @@ def raw_run(shape: Shape) -> dict[str, float]:
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     finally:
         conn.close()
+        remove_tmpdir(db.parent)
     return {"events_per_s": n / wall, "cpu_us": cpu * 1e6 / n}
 
 
