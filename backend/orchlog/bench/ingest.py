@@ -379,6 +379,41 @@ def postgres_vs_copy(admin_url: str, clients: int, batch: int, total: int) -> li
     ]
 
 
+TABLE_HEAD = (
+    "| load | orchlog | naive app over HTTP | raw executemany | Redis XADD | ratios |\n|---|---|---|---|---|---|"
+)
+_BASELINES = ("ingest_naive_http", "ingest_raw", "ingest_redis")
+_RATIOS = (("x_naive", "naive"), ("x_raw", "raw"), ("x_redis", "Redis"))
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The ingest records as one table, a row per orchlog case with its baselines of the same
+    run beside it ('' without ingest records): what bench-results.md shows first."""
+    base = {(r["name"], r["clients"], r["batch"]): r for r in rows if r["name"] in _BASELINES and "batch" in r}
+    lines = []
+    for r in rows:
+        if r["name"] == "ingest_orchlog":
+            shape = (r["clients"], r["batch"])
+            load = f"{shape[0]} x {shape[1]:,}-event POSTs" + (
+                f", {r['rows_before']:,} rows stored" if r["rows_before"] else ""
+            )
+            cells = [
+                f"{base[(name, *shape)]['events_per_s']:,}" if (name, *shape) in base else "" for name in _BASELINES
+            ]
+            ratios = [f"{r[key]}x {label}" for key, label in _RATIOS if r.get(key) is not None]
+            if r["rows_before"] and r.get("x_first_rows") is not None:
+                ratios.append(f"{r['x_first_rows']}x the first table size")
+            mine = f"{r['events_per_s']:,} ev/s, {r['cpu_us_per_event']} µs CPU/ev"
+            lines.append(f"| {load} | {mine} | {' | '.join(cells)} | {', '.join(ratios)} |")
+        elif r["name"] == "ingest_postgres_orchlog":
+            copy = next((c for c in rows if c["name"] == "ingest_postgres_copy"), None)
+            load = f"PostgreSQL, {r['clients']} x {r['batch']:,}-event POSTs"
+            mine = f"{r['events_per_s']:,} ev/s, {r['cpu_us_per_event']} µs CPU/ev"
+            against = f"asyncpg COPY {copy['events_per_s']:,}" if copy else ""
+            lines.append(f"| {load} | {mine} | | {against} | | {r['x_copy']}x COPY |")
+    return TABLE_HEAD + "\n" + "\n".join(lines) + "\n" if lines else ""
+
+
 def parse_rows(text: str) -> tuple[int, ...]:
     """``0,1M,5M`` → (0, 1_000_000, 5_000_000)."""
     units = {"k": 1_000, "m": 1_000_000}

@@ -79,7 +79,7 @@ def run(names: list[str], quick: bool, out_dir: Path, prefill_rows: tuple[int, .
         for row in result:
             print(json.dumps(row), flush=True)
         rows.extend(result)
-        table = issue_table(result)
+        table = "\n".join(t for t in (ingest.table(result), issue_table(result)) if t)
         if table:
             print(table, end="", flush=True)
         print(f"# {name}: {time.monotonic() - started:.0f}s", flush=True)
@@ -91,9 +91,8 @@ def run(names: list[str], quick: bool, out_dir: Path, prefill_rows: tuple[int, .
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (out_dir / "bench-results.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
-    (out_dir / "bench-results.md").write_text(
-        to_markdown(rows) + ("\n" + issue_table(rows) if issue_table(rows) else "")
-    )
+    tables = [t for t in (ingest.table(rows), issue_table(rows)) if t]
+    (out_dir / "bench-results.md").write_text("\n".join([*tables, to_markdown(rows)]))
     if chart(rows, out_dir / "bench-results.png"):
         print("# chart: bench-results.png")
     return rows
