@@ -4,7 +4,6 @@ one migration runner (``store/migrate.py``) needs on SQLite."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -16,7 +15,7 @@ from ..models import now_ts
 from . import migrate as migrations
 from .rules import run_now
 
-log = logging.getLogger("orchlog.migrate")
+log = migrations.log  # the runner's own logger: one name for everything a migration says
 
 _DROP_TABLE = re.compile(r"^\s*DROP TABLE (?:IF EXISTS )?(\w+)\s*;", re.IGNORECASE | re.MULTILINE)
 _CREATED = re.compile(
